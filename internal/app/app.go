@@ -1,0 +1,178 @@
+// Package app assembles a countersign node from its configuration: master key, database,
+// migrations, token keys, services and the HTTP API, plus the first-start bootstrap. It is
+// the wiring that cmd/countersign runs, kept in a package so end-to-end tests run exactly
+// the same server in-process.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/auth"
+	"github.com/countersign/countersign/internal/config"
+	"github.com/countersign/countersign/internal/httpapi"
+	"github.com/countersign/countersign/internal/identity"
+	"github.com/countersign/countersign/internal/secrets"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/tlsutil"
+	"github.com/countersign/countersign/internal/useraction"
+)
+
+// App is one node.
+type App struct {
+	Cfg         config.Config
+	Log         *slog.Logger
+	DB          *store.DB
+	Keys        *auth.Keyring
+	Auth        *auth.Authenticator
+	Identity    *identity.Service
+	UserActions *useraction.Service
+	Audit       *audit.Service
+	API         *httpapi.Server
+	Now         func() time.Time
+}
+
+// Options tweak New for tests.
+type Options struct {
+	Now func() time.Time // the clock; time.Now when nil
+}
+
+// New opens the database, migrates it and builds the services. It does not bootstrap.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
+	ring, created, err := secrets.LoadOrCreateFile(cfg.KeyFile())
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("created master key file; back it up, without it sealed keys cannot be opened", "path", cfg.KeyFile())
+	}
+	db, err := store.Open(ctx, cfg.DSN(), ring)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx, log); err != nil {
+		db.Close()
+		return nil, err
+	}
+	keys, err := auth.LoadKeyring(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	a := &App{Cfg: cfg, Log: log, DB: db, Keys: keys, Now: now}
+	a.Auth = auth.NewAuthenticator(keys, db, now)
+	a.Identity = identity.NewService(db, keys, now)
+	a.UserActions = useraction.NewService(db, now)
+	a.UserActions.ChallengeTTL, a.UserActions.TokenTTL = cfg.ChallengeTTL, cfg.ChallengeTTL
+	a.Audit = audit.NewService(db, now)
+	a.API = httpapi.New(httpapi.Deps{
+		Log: log, Auth: a.Auth, UserActions: a.UserActions, Identity: a.Identity, Audit: a.Audit,
+		RP:     httpapi.RP{ID: cfg.RPID, Name: cfg.RPName},
+		Health: db.Ping,
+	})
+	return a, nil
+}
+
+// Close releases the database.
+func (a *App) Close() error { return a.DB.Close() }
+
+// Listen opens the configured address (TLS when configured).
+func (a *App) Listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", a.Cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := a.tlsConfig(ln.Addr())
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
+	return ln, nil
+}
+
+func (a *App) tlsConfig(addr net.Addr) (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	switch {
+	case a.Cfg.TLSCert != "":
+		cert, err = tls.LoadX509KeyPair(a.Cfg.TLSCert, a.Cfg.TLSKey)
+	case a.Cfg.TLSSelfSigned:
+		host, _, _ := net.SplitHostPort(addr.String())
+		var files tlsutil.Files
+		cert, files, err = tlsutil.EnsureSelfSigned(filepath.Join(a.Cfg.DataDir, "tls"), host)
+		if err == nil {
+			a.Log.Info("serving HTTPS with a self-signed certificate; trust its CA", "ca", files.CA)
+		}
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// Serve answers HTTP on ln until ctx is done, then shuts down gracefully.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.API,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
+	}
+	go a.housekeeping(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
+		err = errors.Join(err, e)
+	}
+	return err
+}
+
+// housekeeping deletes user actions long past use. Losing a run loses nothing: the next
+// one (or another node's) does the same work.
+func (a *App) housekeeping(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := a.DB.PurgeUserActions(ctx, a.Now().Add(-24*time.Hour)); err != nil {
+				a.Log.Warn("purging old user actions failed", "err", err)
+			} else if n > 0 {
+				a.Log.Info("purged old user actions", "count", n)
+			}
+		}
+	}
+}

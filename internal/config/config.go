@@ -1,0 +1,92 @@
+// Package config holds countersign's server configuration: one struct with defaults,
+// filled from flags and COUNTERSIGN_* environment variables by the command line parser,
+// and checked by Validate. Secrets never live here, only paths to them.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is the serve configuration.
+type Config struct {
+	Listen        string        `help:"Address to listen on." default:"127.0.0.1:8080" env:"COUNTERSIGN_LISTEN"`
+	DataDir       string        `help:"Directory for the SQLite database, master key, bootstrap credentials and TLS files." default:"./countersign-data" env:"COUNTERSIGN_DATA_DIR"`
+	Database      string        `help:"Database: a postgres:// URL selects PostgreSQL; empty means SQLite at <data-dir>/countersign.db." env:"COUNTERSIGN_DATABASE"`
+	MasterKeyFile string        `help:"Key-encryption key file (created 0600 on first start); empty means <data-dir>/master.key." env:"COUNTERSIGN_MASTER_KEY_FILE"`
+	TLSCert       string        `name:"tls-cert" help:"TLS certificate (PEM) to serve HTTPS with." env:"COUNTERSIGN_TLS_CERT"`
+	TLSKey        string        `name:"tls-key" help:"TLS private key (PEM)." env:"COUNTERSIGN_TLS_KEY"`
+	TLSSelfSigned bool          `name:"tls-self-signed" help:"Serve HTTPS with a certificate from a CA generated in <data-dir>/tls (trust tls/ca.pem)." env:"COUNTERSIGN_TLS_SELF_SIGNED"`
+	PublicURL     string        `name:"public-url" help:"Base URL clients use, written to bootstrap.env; derived from --listen when empty." env:"COUNTERSIGN_PUBLIC_URL"`
+	RPID          string        `name:"rp-id" help:"WebAuthn relying party id." default:"localhost" env:"COUNTERSIGN_RP_ID"`
+	RPName        string        `name:"rp-name" help:"WebAuthn relying party name." default:"countersign" env:"COUNTERSIGN_RP_NAME"`
+	ChallengeTTL  time.Duration `name:"challenge-ttl" help:"Lifetime of user action challenges and tokens." default:"5m" env:"COUNTERSIGN_CHALLENGE_TTL"`
+	LogLevel      string        `name:"log-level" help:"debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"COUNTERSIGN_LOG_LEVEL"`
+	NoBootstrap   bool          `name:"no-bootstrap" help:"Do not create the first organization and admin service account." env:"COUNTERSIGN_NO_BOOTSTRAP"`
+}
+
+// DSN returns the database to open.
+func (c *Config) DSN() string {
+	if c.Database != "" {
+		return c.Database
+	}
+	return filepath.Join(c.DataDir, "countersign.db")
+}
+
+// KeyFile returns the master key file path.
+func (c *Config) KeyFile() string {
+	if c.MasterKeyFile != "" {
+		return c.MasterKeyFile
+	}
+	return filepath.Join(c.DataDir, "master.key")
+}
+
+// TLS reports whether HTTPS is served.
+func (c *Config) TLS() bool { return c.TLSSelfSigned || c.TLSCert != "" }
+
+// Validate checks the configuration before anything is opened.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("config: --data-dir must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("config: --listen %q: %v", c.Listen, err)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("config: --tls-cert and --tls-key go together")
+	}
+	if c.TLSCert != "" && c.TLSSelfSigned {
+		return errors.New("config: choose --tls-cert/--tls-key or --tls-self-signed, not both")
+	}
+	if c.ChallengeTTL < 10*time.Second || c.ChallengeTTL > time.Hour {
+		return errors.New("config: --challenge-ttl must be between 10s and 1h")
+	}
+	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
+		return errors.New("config: --public-url must start with http:// or https://")
+	}
+	return nil
+}
+
+// BaseURL is what clients should use to reach the server listening on addr (the real
+// address, after a port 0 was resolved).
+func (c *Config) BaseURL(addr string) string {
+	if c.PublicURL != "" {
+		return strings.TrimRight(c.PublicURL, "/")
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	scheme := "http"
+	if c.TLS() {
+		scheme = "https"
+		if host == "127.0.0.1" {
+			host = "localhost" // the self-signed certificate names localhost and 127.0.0.1; keep the name
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}

@@ -1,0 +1,46 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/countersign/countersign/internal/errs"
+)
+
+func (s *Server) routes() {
+	s.handle("GET /healthz", s.healthz, public)
+
+	s.handle("POST /auth/action/init", s.actionInit, noUA)
+	s.handle("POST /auth/action", s.actionSign, noUA)
+	s.handle("GET /auth/action/logs", s.listAuditLogs)
+	s.handle("GET /auth/action/logs/{id}", s.getAuditLog)
+
+	s.handle("GET /auth/service-accounts", s.listServiceAccounts)
+	s.handle("POST /auth/service-accounts", s.createServiceAccount)
+	s.handle("GET /auth/service-accounts/{id}", s.getServiceAccount)
+	s.handle("PUT /auth/service-accounts/{id}", s.updateServiceAccount)
+	s.handle("PUT /auth/service-accounts/{id}/activate", s.serviceAccountStatus("Active"))
+	s.handle("PUT /auth/service-accounts/{id}/deactivate", s.serviceAccountStatus("Inactive"))
+	s.handle("DELETE /auth/service-accounts/{id}", s.serviceAccountStatus("Archived"))
+
+	s.handle("GET /auth/pats", s.listPATs)
+	s.handle("POST /auth/pats", s.createPAT)
+	s.handle("GET /auth/pats/{id}", s.getPAT)
+	s.handle("PUT /auth/pats/{id}", s.updatePAT)
+	s.handle("PUT /auth/pats/{id}/activate", s.patStatus("Active"))
+	s.handle("PUT /auth/pats/{id}/deactivate", s.patStatus("Inactive"))
+	s.handle("DELETE /auth/pats/{id}", s.patStatus("Archived"))
+
+	// Anything else is a JSON 404, never the mux's plain-text page (the TS SDK parses errors as JSON).
+	s.handle("/", func(r *http.Request, _ *call) (any, error) {
+		return nil, errs.Ef(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path)
+	}, public)
+}
+
+func (s *Server) healthz(r *http.Request, _ *call) (any, error) {
+	if s.Health != nil {
+		if err := s.Health(r.Context()); err != nil {
+			return nil, errs.E(errs.Unavailable, "database unavailable", err)
+		}
+	}
+	return map[string]string{"status": "ok"}, nil
+}

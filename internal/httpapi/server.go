@@ -1,0 +1,219 @@
+// Package httpapi serves the Dfns-compatible HTTP API: routing, request decoding and
+// limits, bearer authentication, User Action Signing enforcement, and the single mapping
+// from error kinds to HTTP statuses and the Dfns error shape.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/auth"
+	"github.com/countersign/countersign/internal/errs"
+	"github.com/countersign/countersign/internal/identity"
+	"github.com/countersign/countersign/internal/useraction"
+)
+
+// MaxBody is the largest request body accepted (413 above it).
+const MaxBody = 1 << 20
+
+// Deps are the services the API serves.
+type Deps struct {
+	Log         *slog.Logger
+	Auth        *auth.Authenticator
+	UserActions *useraction.Service
+	Identity    *identity.Service
+	Audit       *audit.Service
+	RP          RP
+	Health      func(ctx context.Context) error
+}
+
+// RP is the WebAuthn relying party announced in challenges.
+type RP struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Server is the API's http.Handler.
+type Server struct {
+	Deps
+	log    *slog.Logger
+	mux    *http.ServeMux
+	reqSeq atomic.Uint64
+	node   string
+}
+
+// New builds the API.
+func New(d Deps) *Server {
+	s := &Server{Deps: d, log: d.Log, mux: http.NewServeMux(), node: strconv.FormatInt(time.Now().UnixNano()%1e6, 36)}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// call is what a handler gets besides the request: the caller and the raw body.
+type call struct {
+	p    auth.Principal
+	body []byte
+	code int // success status; 200 unless the handler says otherwise
+}
+
+// handlerFunc decodes, calls one service method and returns the value to encode.
+type handlerFunc func(r *http.Request, c *call) (any, error)
+
+type routeOpt int
+
+const (
+	public routeOpt = iota + 1 // no bearer token
+	noUA                       // a write that needs no user action (dfns-api.md §2.7)
+)
+
+// handle registers a route. Every non-GET route requires a user action unless it says
+// noUA, so routes added later are protected by default.
+func (s *Server) handle(pattern string, h handlerFunc, opts ...routeOpt) {
+	method, _, _ := strings.Cut(pattern, " ")
+	needAuth, needUA := true, method != http.MethodGet
+	for _, o := range opts {
+		switch o {
+		case public:
+			needAuth, needUA = false, false
+		case noUA:
+			needUA = false
+		}
+	}
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		s.serve(w, r, h, needAuth, needUA)
+	})
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, needAuth, needUA bool) {
+	reqID := s.node + "-" + strconv.FormatUint(s.reqSeq.Add(1), 36)
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.writeError(w, r, reqID, errs.E(errs.Internal, "internal error", errors.New("panic: "+strings.TrimSpace(slogValue(v)))))
+		}
+	}()
+	c := &call{code: http.StatusOK}
+	var err error
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if c.body, err = readBody(w, r); err != nil {
+			s.writeError(w, r, reqID, err)
+			return
+		}
+	}
+	ctx := r.Context()
+	if needAuth {
+		if c.p, err = s.Auth.Authenticate(ctx, r.Header.Get("Authorization")); err != nil {
+			s.writeError(w, r, reqID, err)
+			return
+		}
+		ctx = auth.WithPrincipal(ctx, c.p)
+		r = r.WithContext(ctx)
+	}
+	auditID := ""
+	if needUA {
+		_, id, err := s.UserActions.Consume(ctx, c.p, r.Header.Get("X-DFNS-USERACTION"), r.Method, r.RequestURI, c.body)
+		if err != nil {
+			s.writeError(w, r, reqID, err)
+			return
+		}
+		auditID = id
+	}
+	out, err := h(r, c)
+	code := c.code
+	if err != nil {
+		code = s.writeError(w, r, reqID, err)
+	} else {
+		writeJSON(w, code, out)
+	}
+	if auditID != "" {
+		// The request's own context may be gone once the client hung up; the audit must not.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := s.Audit.Finish(actx, auditID, code); err != nil {
+			s.log.Error("audit finish failed", "audit", auditID, "err", err)
+		}
+		cancel()
+	}
+}
+
+func slogValue(v any) string {
+	if e, ok := v.(error); ok {
+		return e.Error()
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return "non-error panic"
+}
+
+// readBody reads the whole body, refusing more than MaxBody bytes with 413.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > MaxBody {
+		return nil, errs.E(errs.TooLarge, "request body is larger than 1 MiB", nil)
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errs.E(errs.TooLarge, "request body is larger than 1 MiB", err)
+		}
+		return nil, errs.E(errs.Invalid, "could not read request body", err)
+	}
+	return b, nil
+}
+
+// decode parses a JSON body into v. An empty body counts as {} (the Go SDK sends none for
+// body-less calls); anything that is not one JSON object of the right types is refused.
+func decode(body []byte, v any) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		body = []byte("{}")
+	}
+	if body[0] != '{' {
+		return errs.E(errs.Invalid, "request body must be a JSON object", nil)
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	if err := d.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return errs.Ef(errs.Invalid, "field %s has the wrong type (want %s)", te.Field, te.Type)
+		}
+		return errs.E(errs.Invalid, "malformed JSON body", err)
+	}
+	if d.More() {
+		return errs.E(errs.Invalid, "malformed JSON body: trailing data", nil)
+	}
+	return nil
+}
+
+var jsonCT = []string{"application/json"}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b = []byte(`{"error":{"status":500,"message":"Internal Server Error"}}`)
+	}
+	h := w.Header()
+	h["Content-Type"] = jsonCT
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(code)
+	w.Write(b)
+}

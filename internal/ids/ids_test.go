@@ -1,0 +1,27 @@
+package ids
+
+import (
+	"regexp"
+	"testing"
+)
+
+func TestNewShape(t *testing.T) {
+	re := regexp.MustCompile(`^us-[0-9a-v]{5}-[0-9a-v]{5}-[0-9a-v]{16}$`)
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		id := New("us")
+		if !re.MatchString(id) {
+			t.Fatalf("bad id %q", id)
+		}
+		if seen[id] {
+			t.Fatalf("duplicate id %q", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestSecretLength(t *testing.T) {
+	if got := len(Secret(32)); got != 43 {
+		t.Fatalf("Secret(32) has %d chars, want 43", got)
+	}
+}

@@ -1,0 +1,138 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/countersign/countersign/internal/auth"
+	"github.com/countersign/countersign/internal/errs"
+	"github.com/countersign/countersign/internal/identity"
+	"github.com/countersign/countersign/internal/useraction"
+)
+
+// CreateUserAction stores a freshly issued challenge.
+func (db *DB) CreateUserAction(ctx context.Context, a useraction.Action) error {
+	_, err := db.exec(ctx, `INSERT INTO user_actions (id, org_id, user_id, token_id, challenge, method, path, payload,
+		server_kind, state, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
+		a.ID, a.OrgID, a.UserID, a.TokenID, a.Challenge, a.Method, a.Path, nonNil(a.Payload), a.ServerKind, a.State,
+		ms(a.CreatedAt), ms(a.ExpiresAt))
+	return err
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+const actionCols = `id, org_id, user_id, token_id, challenge, method, path, payload, server_kind, state, created_at,
+	expires_at, COALESCE(credential_uuid, ''), client_data, signature, COALESCE(token_expires_at, 0)`
+
+func scanAction(s scanner, a *useraction.Action) error {
+	var c, e, te int64
+	if err := s.Scan(&a.ID, &a.OrgID, &a.UserID, &a.TokenID, &a.Challenge, &a.Method, &a.Path, &a.Payload,
+		&a.ServerKind, &a.State, &c, &e, &a.CredentialUUID, &a.ClientData, &a.Signature, &te); err != nil {
+		return err
+	}
+	a.CreatedAt, a.ExpiresAt, a.TokenExpiresAt = fromMS(c), fromMS(e), fromMS(te)
+	return nil
+}
+
+// GetUserAction returns an action of the organization by its challengeIdentifier.
+func (db *DB) GetUserAction(ctx context.Context, orgID, id string) (useraction.Action, error) {
+	var a useraction.Action
+	err := scanAction(db.r.QueryRowContext(ctx, `SELECT `+actionCols+` FROM user_actions WHERE id = $1 AND org_id = $2`, id, orgID), &a)
+	return a, mapErr(err)
+}
+
+// GetUserActionByToken finds an action by the hash of its token.
+func (db *DB) GetUserActionByToken(ctx context.Context, tokenHash []byte) (useraction.Action, error) {
+	var a useraction.Action
+	err := scanAction(db.w.QueryRowContext(ctx, `SELECT `+actionCols+` FROM user_actions WHERE token_hash = $1`, tokenHash), &a)
+	return a, mapErr(err)
+}
+
+// MarkSigned moves a pending, unexpired action to signed in one conditional UPDATE, so of
+// two concurrent signers exactly one wins.
+func (db *DB) MarkSigned(ctx context.Context, s useraction.SignedAction, now time.Time) error {
+	res, err := db.exec(ctx, `UPDATE user_actions SET state = 'signed', token_hash = $1, credential_uuid = $2,
+		client_data = $3, signature = $4, signed_at = $5, token_expires_at = $6
+		WHERE id = $7 AND state = 'pending' AND expires_at > $8`,
+		s.TokenHash, s.CredentialUUID, s.ClientData, s.Signature, ms(s.SignedAt), ms(s.TokenExpiresAt), s.ID, ms(now))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return errs.E(errs.Conflict, "challenge is no longer pending", nil)
+	}
+	return nil
+}
+
+// Consume uses a token up if, and only if, every binding matches, and writes the audit
+// entry in the same transaction. The WHERE clause is the whole check: a refused request
+// changes nothing, and two nodes cannot both see state = 'signed'.
+func (db *DB) Consume(ctx context.Context, m useraction.Match) (useraction.Action, error) {
+	var a useraction.Action
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		row := tx.QueryRowContext(ctx, `UPDATE user_actions SET state = 'used', used_at = $1
+			WHERE token_hash = $2 AND state = 'signed' AND org_id = $3 AND user_id = $4 AND token_id = $5
+			  AND method = $6 AND (path = $7 OR path = $8) AND payload = $9 AND token_expires_at > $1
+			RETURNING `+actionCols, ms(m.Now), m.TokenHash, m.OrgID, m.UserID, m.TokenID, m.Method, m.Paths[0], m.Paths[1], nonNil(m.Payload))
+		if err := scanAction(row, &a); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO audit_log (id, org_id, user_id, token_id, credential_uuid, user_action_id,
+			method, path, body_hash, client_data, signature, status, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,$12)`,
+			m.AuditID, a.OrgID, a.UserID, a.TokenID, a.CredentialUUID, a.ID, m.Method, m.Paths[0], m.BodyHash,
+			nonNil(a.ClientData), nonNil(a.Signature), ms(m.Now))
+		return err
+	})
+	return a, err
+}
+
+// UsableCredentials lists what may sign for p: for a service-account or personal access
+// token, its own key credential while active.
+func (db *DB) UsableCredentials(ctx context.Context, p auth.Principal) ([]identity.Credential, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT c.uuid, c.cred_id, c.kind, c.name, c.public_key, c.algorithm, c.status, c.created_at
+		FROM access_tokens t JOIN credentials c ON c.uuid = t.credential_uuid
+		WHERE t.id = $1 AND t.org_id = $2 AND c.user_id = $3 AND c.status = 'Active'`, p.TokenID, p.OrgID, p.UserID)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []identity.Credential
+	for rows.Next() {
+		var c identity.Credential
+		var created int64
+		if err := rows.Scan(&c.UUID, &c.CredID, &c.Kind, &c.Name, &c.PublicKey, &c.Algorithm, &c.Status, &created); err != nil {
+			return nil, mapErr(err)
+		}
+		c.OrgID, c.UserID, c.CreatedAt = p.OrgID, p.UserID, fromMS(created)
+		out = append(out, c)
+	}
+	return out, mapErr(rows.Err())
+}
+
+// SetCredentialStatus activates or deactivates a credential.
+func (db *DB) SetCredentialStatus(ctx context.Context, orgID, credUUID, status string, now time.Time) error {
+	res, err := db.exec(ctx, `UPDATE credentials SET status = $1, updated_at = $2 WHERE org_id = $3 AND uuid = $4`,
+		status, ms(now), orgID, credUUID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return errs.E(errs.NotFound, "credential not found", nil)
+	}
+	return nil
+}
+
+// PurgeUserActions deletes actions whose challenge and token both expired before cutoff.
+func (db *DB) PurgeUserActions(ctx context.Context, cutoff time.Time) (int64, error) {
+	res, err := db.exec(ctx, `DELETE FROM user_actions WHERE expires_at < $1 AND COALESCE(token_expires_at, 0) < $1`, ms(cutoff))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
