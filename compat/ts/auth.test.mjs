@@ -382,12 +382,12 @@ async function startServer() {
     if (exited) throw new Error(`countersign exited early (${JSON.stringify(exited)}); log:\n${tailLog()}`);
     if (Date.now() > deadline) throw new Error(`GET ${healthUrl} did not answer {"status":"ok"} within 60s (last: ${last}); log:\n${tailLog()}`);
     try {
-      const res = await fetch(healthUrl);
+      const res = await fetch(healthUrl, { signal: AbortSignal.timeout(2_000) });
       const text = await res.text();
       last = `${res.status} ${clip(text, 200)}`;
       if (res.status === 200 && JSON.parse(text)?.status === 'ok') break;
     } catch (err) {
-      last = err.cause?.code ?? err.message;
+      last = err.cause?.code ?? err.name ?? err.message;
     }
     await sleep(200);
   }
@@ -740,10 +740,11 @@ describe(`countersign with the official @dfns/sdk ${SDK_VERSION} + @dfns/sdk-key
       await expectDfnsError(admin.client.auth.getServiceAccount({ serviceAccountId: 'us-00000-00000-00000000000000' }), 404, 'SDK getServiceAccount(unknown)');
     });
 
-    step('every error response so far had a JSON body with error.message', async () => {
+    step('every error response so far had a JSON body with error.message', async (t) => {
       assert.ok(errorResponses.length > 0, 'no error responses were observed');
       const bad = [];
       for (const r of errorResponses) {
+        t.diagnostic(`${r.what} -> ${r.status} ${clip(r.json?.error?.message ?? r.text, 120)}`);
         try {
           assertErrorBody(r);
         } catch (err) {
@@ -763,6 +764,17 @@ describe(`countersign with the official @dfns/sdk ${SDK_VERSION} + @dfns/sdk-key
   });
 
   step('all responses match the @dfns/sdk type declarations', async () => {
-    assert.deepEqual(shapeIssues, [], `${shapeIssues.length} response field(s) differ from the SDK types`);
+    // Group "where: problem" by problem so one missing field does not drown the rest.
+    const groups = new Map();
+    for (const issue of shapeIssues) {
+      const i = issue.indexOf(': ');
+      const [where, problem] = [issue.slice(0, i), issue.slice(i + 2)];
+      if (!groups.has(problem)) groups.set(problem, []);
+      groups.get(problem).push(where);
+    }
+    const summary = [...groups].map(
+      ([problem, wheres]) => `${problem} (in ${wheres.length} response object(s), e.g. ${wheres.slice(0, 3).join('; ')})`,
+    );
+    assert.deepEqual(summary, [], `${shapeIssues.length} response field problem(s) against the @dfns/sdk ${SDK_VERSION} types`);
   });
 });

@@ -68,28 +68,28 @@ func Run(ctx context.Context, c *client.Client, o Options) (Result, error) {
 	cc := *c
 	cc.HTTP = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 
-	// A dedicated target, so the benchmark never renames anything real.
+	// A dedicated target, so the benchmark never renames anything real: a personal access
+	// token of the caller (its rename is a user-action-signed write; reading it is a read).
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
 	der, _ := x509.MarshalPKIXPublicKey(pub)
-	sa, err := cc.CreateServiceAccount(ctx, client.CreateTokenRequest{
+	pat, err := cc.CreatePAT(ctx, client.CreateTokenRequest{
 		Name: "bench-target", PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("bench: create target service account: %w", err)
+		return Result{}, fmt.Errorf("bench: create target token: %w", err)
 	}
-	target := sa.UserInfo.UserID
-	defer cc.ArchiveServiceAccount(context.WithoutCancel(ctx), target)
+	target := pat.TokenID
+	defer cc.ArchivePAT(context.WithoutCancel(ctx), target)
 
 	var op func(ctx context.Context, n int) error
 	switch o.Op {
 	case "signed-write":
 		op = func(ctx context.Context, n int) error {
 			name := "bench-target-" + strconv.Itoa(n)
-			_, err := cc.UpdateServiceAccount(ctx, target, client.UpdateRequest{Name: &name})
-			return err
+			return cc.Do(ctx, http.MethodPut, "/auth/pats/"+target, client.UpdateRequest{Name: &name}, nil)
 		}
 	case "read":
-		path := "/auth/service-accounts/" + target
+		path := "/auth/pats/" + target
 		op = func(ctx context.Context, _ int) error {
 			status, _, err := cc.Raw(ctx, http.MethodGet, path, nil, "")
 			if err == nil && status != http.StatusOK {

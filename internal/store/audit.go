@@ -53,7 +53,7 @@ func (db *DB) ListAudit(ctx context.Context, orgID string, f audit.Filter) ([]au
 	}
 	if f.After != "" {
 		var c int64
-		if err := db.r.QueryRowContext(ctx, `SELECT created_at FROM audit_log WHERE id = $1 AND org_id = $2`, f.After, orgID).Scan(&c); err != nil {
+		if err := db.queryRow(ctx, `SELECT created_at FROM audit_log WHERE id = $1 AND org_id = $2`, f.After, orgID).Scan(&c); err != nil {
 			return nil, mapErr(err)
 		}
 		args = append(args, c, f.After)
@@ -63,7 +63,7 @@ func (db *DB) ListAudit(ctx context.Context, orgID string, f audit.Filter) ([]au
 	args = append(args, f.Limit)
 	q := `SELECT ` + auditCols + auditFrom + ` WHERE ` + strings.Join(where, " AND ") +
 		` ORDER BY a.created_at DESC, a.id DESC LIMIT $` + itoa(len(args))
-	rows, err := db.r.QueryContext(ctx, q, args...)
+	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -82,7 +82,7 @@ func (db *DB) ListAudit(ctx context.Context, orgID string, f audit.Filter) ([]au
 // GetAudit returns one entry of the organization.
 func (db *DB) GetAudit(ctx context.Context, orgID, id string) (audit.Entry, error) {
 	var e audit.Entry
-	err := scanAudit(db.r.QueryRowContext(ctx, `SELECT `+auditCols+auditFrom+` WHERE a.org_id = $1 AND a.id = $2`, orgID, id), &e)
+	err := scanAudit(db.queryRow(ctx, `SELECT `+auditCols+auditFrom+` WHERE a.org_id = $1 AND a.id = $2`, orgID, id), &e)
 	return e, mapErr(err)
 }
 

@@ -34,7 +34,7 @@ func (db *DB) CreateOrg(ctx context.Context, o identity.Org) error {
 // node already did (then it returns false and changes nothing).
 func (db *DB) Bootstrap(ctx context.Context, o identity.Org, sa identity.ServiceAccount) (bool, error) {
 	created := false
-	err := db.Tx(ctx, func(tx *sql.Tx) error {
+	err := db.Tx(ctx, func(tx *Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM bootstrap`).Scan(&n); err != nil {
 			return err
@@ -63,11 +63,11 @@ func (db *DB) Bootstrap(ctx context.Context, o identity.Org, sa identity.Service
 // BootstrapOrg returns the id of the first organization, or NotFound.
 func (db *DB) BootstrapOrg(ctx context.Context) (string, error) {
 	var id string
-	err := db.r.QueryRowContext(ctx, `SELECT org_id FROM bootstrap WHERE singleton = 1`).Scan(&id)
+	err := db.queryRow(ctx, `SELECT org_id FROM bootstrap WHERE singleton = 1`).Scan(&id)
 	return id, mapErr(err)
 }
 
-func insertUser(ctx context.Context, tx *sql.Tx, u identity.User) error {
+func insertUser(ctx context.Context, tx *Tx, u identity.User) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO users (id, org_id, username, name, kind, is_service_account, status,
 		is_registered, external_id, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
 		u.ID, u.OrgID, u.Username, u.Name, u.Kind, b2i(u.IsServiceAccount), u.Status, b2i(u.IsRegistered),
@@ -75,14 +75,14 @@ func insertUser(ctx context.Context, tx *sql.Tx, u identity.User) error {
 	return err
 }
 
-func insertCredential(ctx context.Context, tx *sql.Tx, c identity.Credential) error {
+func insertCredential(ctx context.Context, tx *Tx, c identity.Credential) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO credentials (uuid, org_id, user_id, cred_id, kind, name, public_key,
 		algorithm, status, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10)`,
 		c.UUID, c.OrgID, c.UserID, c.CredID, c.Kind, c.Name, c.PublicKey, c.Algorithm, c.Status, ms(c.CreatedAt))
 	return err
 }
 
-func insertToken(ctx context.Context, tx *sql.Tx, t identity.AccessToken) error {
+func insertToken(ctx context.Context, tx *Tx, t identity.AccessToken) error {
 	if err := insertCredential(ctx, tx, t.Credential); err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func insertToken(ctx context.Context, tx *sql.Tx, t identity.AccessToken) error 
 	return err
 }
 
-func insertServiceAccount(ctx context.Context, tx *sql.Tx, sa identity.ServiceAccount) error {
+func insertServiceAccount(ctx context.Context, tx *Tx, sa identity.ServiceAccount) error {
 	if err := insertUser(ctx, tx, sa.User); err != nil {
 		return err
 	}
@@ -107,12 +107,12 @@ func insertServiceAccount(ctx context.Context, tx *sql.Tx, sa identity.ServiceAc
 
 // CreateServiceAccount inserts a service account, its credentials and tokens atomically.
 func (db *DB) CreateServiceAccount(ctx context.Context, sa identity.ServiceAccount) error {
-	return db.Tx(ctx, func(tx *sql.Tx) error { return insertServiceAccount(ctx, tx, sa) })
+	return db.Tx(ctx, func(tx *Tx) error { return insertServiceAccount(ctx, tx, sa) })
 }
 
 // CreateAccessToken inserts a token and its key credential atomically.
 func (db *DB) CreateAccessToken(ctx context.Context, t identity.AccessToken) error {
-	return db.Tx(ctx, func(tx *sql.Tx) error { return insertToken(ctx, tx, t) })
+	return db.Tx(ctx, func(tx *Tx) error { return insertToken(ctx, tx, t) })
 }
 
 const userCols = `u.id, u.org_id, u.username, u.name, u.kind, u.is_service_account, u.status, u.is_registered,
@@ -151,8 +151,14 @@ func (db *DB) tokensOf(ctx context.Context, orgID string, userIDs []string) (map
 	if len(userIDs) == 0 {
 		return out, nil
 	}
-	rows, err := db.r.QueryContext(ctx, `SELECT `+tokenCols+` FROM access_tokens t JOIN credentials c ON c.uuid = t.credential_uuid
-		WHERE t.org_id = $1 AND t.kind = $2 ORDER BY t.created_at, t.id`, orgID, auth.KindServiceAccount)
+	q, args := `SELECT `+tokenCols+` FROM access_tokens t JOIN credentials c ON c.uuid = t.credential_uuid
+		WHERE t.org_id = $1 AND t.kind = $2 ORDER BY t.created_at, t.id`, []any{orgID, auth.KindServiceAccount}
+	if len(userIDs) == 1 { // the common case (get one): use the user index
+		q = `SELECT ` + tokenCols + ` FROM access_tokens t JOIN credentials c ON c.uuid = t.credential_uuid
+		WHERE t.user_id = $1 AND t.org_id = $2 AND t.kind = $3 ORDER BY t.created_at, t.id`
+		args = []any{userIDs[0], orgID, auth.KindServiceAccount}
+	}
+	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -175,7 +181,7 @@ func (db *DB) tokensOf(ctx context.Context, orgID string, userIDs []string) (map
 
 // ListServiceAccounts lists the organization's service accounts that are not archived.
 func (db *DB) ListServiceAccounts(ctx context.Context, orgID string) ([]identity.ServiceAccount, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+userCols+` FROM users u
+	rows, err := db.query(ctx, `SELECT `+userCols+` FROM users u
 		WHERE u.org_id = $1 AND u.is_service_account = 1 AND u.status <> 'Archived' ORDER BY u.created_at, u.id`, orgID)
 	if err != nil {
 		return nil, mapErr(err)
@@ -205,21 +211,65 @@ func (db *DB) ListServiceAccounts(ctx context.Context, orgID string) ([]identity
 	return out, nil
 }
 
-// GetServiceAccount returns a service account of the organization (archived ones too).
+// GetServiceAccount returns a service account of the organization (archived ones too),
+// with its tokens, in one query.
 func (db *DB) GetServiceAccount(ctx context.Context, orgID, userID string) (identity.ServiceAccount, error) {
 	var sa identity.ServiceAccount
-	row := db.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users u WHERE u.org_id = $1 AND u.id = $2 AND u.is_service_account = 1`, orgID, userID)
-	if err := scanUser(row, &sa.User); err != nil {
+	rows, err := db.query(ctx, `SELECT `+userCols+`, `+tokenCols+` FROM users u
+		LEFT JOIN access_tokens t ON t.user_id = u.id AND t.kind = $3
+		LEFT JOIN credentials c ON c.uuid = t.credential_uuid
+		WHERE u.id = $1 AND u.org_id = $2 AND u.is_service_account = 1 ORDER BY t.created_at, t.id`,
+		userID, orgID, auth.KindServiceAccount)
+	if err != nil {
 		return sa, mapErr(err)
 	}
-	toks, err := db.tokensOf(ctx, orgID, []string{userID})
-	sa.Tokens = toks[userID]
-	return sa, err
+	defer rows.Close()
+	found := false
+	for rows.Next() {
+		var t nullToken
+		if err := scanUser(rows, &sa.User, t.dest()...); err != nil {
+			return sa, mapErr(err)
+		}
+		found = true
+		if t.id.Valid {
+			sa.Tokens = append(sa.Tokens, t.token(sa.User))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return sa, mapErr(err)
+	}
+	if !found {
+		return sa, errs.E(errs.NotFound, "not found", nil)
+	}
+	return sa, nil
+}
+
+// nullToken scans the token columns of a LEFT JOIN.
+type nullToken struct {
+	id, kind, name, ext, status, cuuid, credID, ckind, cname, alg, cstatus sql.NullString
+	created, updated, expires, ccreated                                    sql.NullInt64
+	pub                                                                    []byte
+	org, user                                                              sql.NullString
+}
+
+func (n *nullToken) dest() []any {
+	return []any{&n.id, &n.org, &n.user, &n.kind, &n.name, &n.ext, &n.status, &n.created, &n.updated, &n.expires,
+		&n.cuuid, &n.credID, &n.ckind, &n.cname, &n.pub, &n.alg, &n.cstatus, &n.ccreated}
+}
+
+func (n *nullToken) token(u identity.User) identity.AccessToken {
+	return identity.AccessToken{
+		ID: n.id.String, OrgID: u.OrgID, UserID: u.ID, Kind: n.kind.String, Name: n.name.String, ExternalID: n.ext.String,
+		Status: n.status.String, CreatedAt: fromMS(n.created.Int64), UpdatedAt: fromMS(n.updated.Int64), ExpiresAt: fromMS(n.expires.Int64),
+		Credential: identity.Credential{UUID: n.cuuid.String, OrgID: u.OrgID, UserID: u.ID, CredID: n.credID.String, Kind: n.ckind.String,
+			Name: n.cname.String, PublicKey: n.pub, Algorithm: n.alg.String, Status: n.cstatus.String, CreatedAt: fromMS(n.ccreated.Int64)},
+	}
 }
 
 // UpdateUser changes a user's name (and, for service accounts, username) or externalId.
 func (db *DB) UpdateUser(ctx context.Context, orgID, userID string, name, externalID *string, now time.Time) error {
-	return db.Tx(ctx, func(tx *sql.Tx) error {
+	defer db.cache.invalidate()
+	return db.Tx(ctx, func(tx *Tx) error {
 		if name != nil {
 			if _, err := tx.ExecContext(ctx, `UPDATE users SET name = $1, username = CASE WHEN is_service_account = 1 THEN $1 ELSE username END,
 				updated_at = $2 WHERE org_id = $3 AND id = $4`, *name, ms(now), orgID, userID); err != nil {
@@ -242,7 +292,8 @@ func (db *DB) UpdateUser(ctx context.Context, orgID, userID string, name, extern
 
 // SetServiceAccountStatus sets the status of a service account's user and its tokens.
 func (db *DB) SetServiceAccountStatus(ctx context.Context, orgID, userID, status string, now time.Time) error {
-	return db.Tx(ctx, func(tx *sql.Tx) error {
+	defer db.cache.invalidate()
+	return db.Tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET status = $1, updated_at = $2 WHERE org_id = $3 AND id = $4 AND is_service_account = 1`,
 			status, ms(now), orgID, userID)
 		if err != nil {
@@ -259,7 +310,7 @@ func (db *DB) SetServiceAccountStatus(ctx context.Context, orgID, userID, status
 
 // ListAccessTokens lists a user's tokens of one kind that are not archived.
 func (db *DB) ListAccessTokens(ctx context.Context, orgID, userID, kind string) ([]identity.AccessToken, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+tokenCols+` FROM access_tokens t JOIN credentials c ON c.uuid = t.credential_uuid
+	rows, err := db.query(ctx, `SELECT `+tokenCols+` FROM access_tokens t JOIN credentials c ON c.uuid = t.credential_uuid
 		WHERE t.org_id = $1 AND t.user_id = $2 AND t.kind = $3 AND t.status <> 'Archived' ORDER BY t.created_at, t.id`, orgID, userID, kind)
 	if err != nil {
 		return nil, mapErr(err)
@@ -279,14 +330,14 @@ func (db *DB) ListAccessTokens(ctx context.Context, orgID, userID, kind string) 
 // GetAccessToken returns a token of the organization.
 func (db *DB) GetAccessToken(ctx context.Context, orgID, tokenID string) (identity.AccessToken, error) {
 	var t identity.AccessToken
-	err := scanToken(db.r.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM access_tokens t JOIN credentials c ON c.uuid = t.credential_uuid
+	err := scanToken(db.queryRow(ctx, `SELECT `+tokenCols+` FROM access_tokens t JOIN credentials c ON c.uuid = t.credential_uuid
 		WHERE t.org_id = $1 AND t.id = $2`, orgID, tokenID), &t)
 	return t, mapErr(err)
 }
 
 // UpdateAccessToken changes a token's name or externalId.
 func (db *DB) UpdateAccessToken(ctx context.Context, orgID, tokenID string, name, externalID *string, now time.Time) error {
-	return db.Tx(ctx, func(tx *sql.Tx) error {
+	return db.Tx(ctx, func(tx *Tx) error {
 		if name != nil {
 			if _, err := tx.ExecContext(ctx, `UPDATE access_tokens SET name = $1, updated_at = $2 WHERE org_id = $3 AND id = $4`,
 				*name, ms(now), orgID, tokenID); err != nil {
@@ -305,7 +356,8 @@ func (db *DB) UpdateAccessToken(ctx context.Context, orgID, tokenID string, name
 
 // SetAccessTokenStatus sets a token's status; its key credential follows it.
 func (db *DB) SetAccessTokenStatus(ctx context.Context, orgID, tokenID, status string, now time.Time) error {
-	return db.Tx(ctx, func(tx *sql.Tx) error {
+	defer db.cache.invalidate()
+	return db.Tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE access_tokens SET status = $1, updated_at = $2 WHERE org_id = $3 AND id = $4`,
 			status, ms(now), orgID, tokenID)
 		if err != nil {
@@ -320,11 +372,27 @@ func (db *DB) SetAccessTokenStatus(ctx context.Context, orgID, tokenID, status s
 
 // TokenState answers the per-request revocation check: one indexed read.
 func (db *DB) TokenState(ctx context.Context, tokenID string) (auth.TokenState, error) {
+	var g uint64
+	if db.cache != nil {
+		st, gen, ok := db.cache.token(tokenID)
+		if ok {
+			return st, nil
+		}
+		g = gen
+	}
+	st, err := db.tokenState(ctx, tokenID)
+	if err == nil && db.cache != nil {
+		db.cache.putToken(tokenID, g, st)
+	}
+	return st, err
+}
+
+func (db *DB) tokenState(ctx context.Context, tokenID string) (auth.TokenState, error) {
 	var st auth.TokenState
 	var tStatus, uStatus string
 	var sa int
 	var exp int64
-	err := db.r.QueryRowContext(ctx, `SELECT t.org_id, t.user_id, u.username, u.kind, u.is_service_account, t.status, u.status, t.expires_at
+	err := db.queryRow(ctx, `SELECT t.org_id, t.user_id, u.username, u.kind, u.is_service_account, t.status, u.status, t.expires_at
 		FROM access_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1`, tokenID).
 		Scan(&st.OrgID, &st.UserID, &st.Username, &st.UserKind, &sa, &tStatus, &uStatus, &exp)
 	if err != nil {

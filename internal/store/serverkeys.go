@@ -10,7 +10,7 @@ import (
 
 // SigningKeys returns the unretired server keys of a purpose, private parts unsealed.
 func (db *DB) SigningKeys(ctx context.Context, purpose string) ([]auth.SigningKey, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT id, public_key, sealed_private, created_at FROM server_keys
+	rows, err := db.query(ctx, `SELECT id, public_key, sealed_private, created_at FROM server_keys
 		WHERE purpose = $1 AND retired_at IS NULL ORDER BY created_at`, purpose)
 	if err != nil {
 		return nil, mapErr(err)

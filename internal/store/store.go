@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -47,6 +49,12 @@ type DB struct {
 	w       *sql.DB
 	r       *sql.DB
 	ring    *secrets.Ring // seals server key material
+	// Prepared statements per pool, keyed by query text. Parsing SQL was a quarter of the
+	// CPU of a signed write on SQLite; database/sql re-prepares a Stmt per connection lazily.
+	ws, rs sync.Map
+	batch  *batcher   // SQLite only
+	cache  *authCache // SQLite only
+	lock   *os.File   // SQLite only: held exclusively while open
 }
 
 // Open opens dsn: a postgres:// or postgresql:// URL selects PostgreSQL, anything else is
@@ -70,41 +78,63 @@ func Open(ctx context.Context, dsn string, ring *secrets.Ring) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
+	// One process per SQLite database: the in-memory auth cache relies on being the only
+	// writer. Several nodes need PostgreSQL.
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("store: %s is in use by another countersign process (several nodes need PostgreSQL)", path)
+	}
+	fail := func(err error) (*DB, error) { lock.Close(); return nil, err }
 	// synchronous(NORMAL) in WAL mode keeps the database consistent after a crash and
 	// loses at most the last transactions on power loss, the usual server trade-off.
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)", "foreign_keys(ON)", "cache_size(-16000)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)", "foreign_keys(ON)", "cache_size(-16000)", "mmap_size(268435456)"} {
 		q.Add("_pragma", p)
 	}
 	base := "file:" + path + "?" + q.Encode()
 	w, err := sql.Open("sqlite", base+"&_txlock=immediate")
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	if err := w.PingContext(ctx); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("store: open SQLite %s: %w", path, err)
+		return fail(fmt.Errorf("store: open SQLite %s: %w", path, err))
 	}
 	r, err := sql.Open("sqlite", base+"&mode=ro")
 	if err != nil {
 		w.Close()
-		return nil, err
+		return fail(err)
 	}
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
-	return &DB{Dialect: SQLite, w: w, r: r, ring: ring}, nil
+	db := &DB{Dialect: SQLite, w: w, r: r, ring: ring, cache: newAuthCache(), lock: lock}
+	db.batch = newBatcher(db)
+	return db, nil
 }
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	if db.batch != nil {
+		db.batch.close()
+	}
+	for _, m := range []*sync.Map{&db.ws, &db.rs} {
+		m.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
+	}
 	err := db.w.Close()
 	if db.r != db.w {
 		err = errors.Join(err, db.r.Close())
+	}
+	if db.lock != nil {
+		err = errors.Join(err, db.lock.Close())
 	}
 	return err
 }
@@ -145,8 +175,80 @@ func (db *DB) Version(ctx context.Context) (int64, error) {
 	return v, err
 }
 
+// Tx is a write transaction whose statements are prepared once and reused.
+type Tx struct {
+	tx     *sql.Tx
+	db     *DB
+	misses []string
+}
+
+// ExecContext runs a statement in the transaction.
+func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st, ok := t.cached(q); ok {
+		return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, q, args...)
+}
+
+// cached returns the pool statement for q. A miss is prepared after the transaction: on
+// SQLite the transaction holds the only write connection, so preparing on the pool now
+// would wait for ourselves.
+func (t *Tx) cached(q string) (*sql.Stmt, bool) {
+	if st, ok := t.db.ws.Load(q); ok {
+		return st.(*sql.Stmt), true
+	}
+	t.misses = append(t.misses, q)
+	return nil, false
+}
+
+// QueryRowContext runs a one-row query in the transaction.
+func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	if st, ok := t.cached(q); ok {
+		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, q, args...)
+}
+
+func (db *DB) prep(ctx context.Context, pool *sql.DB, cache *sync.Map, q string) (*sql.Stmt, error) {
+	if st, ok := cache.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := pool.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := cache.LoadOrStore(q, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// queryRow runs a one-row read on the read pool.
+func (db *DB) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := db.prep(ctx, db.r, &db.rs, q)
+	if err != nil {
+		return db.r.QueryRowContext(ctx, q, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// query runs a read on the read pool.
+func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := db.prep(ctx, db.r, &db.rs, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
 // Tx runs fn in a write transaction, retrying on serialization failures and deadlocks.
-func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// On SQLite, concurrent calls are committed together (see batcher), each inside a
+// savepoint of its own, so one caller's failure never undoes another's work.
+func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+	if db.batch != nil {
+		return mapErr(db.batch.do(ctx, fn))
+	}
 	for attempt := 0; ; attempt++ {
 		err := db.tx(ctx, fn)
 		if err == nil || attempt >= 4 || !retryable(err) {
@@ -156,21 +258,39 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 }
 
-func (db *DB) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (db *DB) tx(ctx context.Context, fn func(tx *Tx) error) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	t := &Tx{tx: tx, db: db}
+	if err := fn(t); err != nil {
 		tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	err = tx.Commit()
+	for _, q := range t.misses {
+		db.prep(ctx, db.w, &db.ws, q) // best effort; a failure only costs speed
+	}
+	return err
 }
 
 // exec runs one write statement outside an explicit transaction.
 func (db *DB) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	res, err := db.w.ExecContext(ctx, q, args...)
+	if db.batch != nil {
+		var res sql.Result
+		err := db.Tx(ctx, func(tx *Tx) error {
+			var err error
+			res, err = tx.ExecContext(ctx, q, args...)
+			return err
+		})
+		return res, err
+	}
+	st, err := db.prep(ctx, db.w, &db.ws, q)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	res, err := st.ExecContext(ctx, args...)
 	return res, mapErr(err)
 }
 

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"time"
 
 	"github.com/countersign/countersign/internal/auth"
@@ -43,7 +42,7 @@ func scanAction(s scanner, a *useraction.Action) error {
 // GetUserAction returns an action of the organization by its challengeIdentifier.
 func (db *DB) GetUserAction(ctx context.Context, orgID, id string) (useraction.Action, error) {
 	var a useraction.Action
-	err := scanAction(db.r.QueryRowContext(ctx, `SELECT `+actionCols+` FROM user_actions WHERE id = $1 AND org_id = $2`, id, orgID), &a)
+	err := scanAction(db.queryRow(ctx, `SELECT `+actionCols+` FROM user_actions WHERE id = $1 AND org_id = $2`, id, orgID), &a)
 	return a, mapErr(err)
 }
 
@@ -75,7 +74,7 @@ func (db *DB) MarkSigned(ctx context.Context, s useraction.SignedAction, now tim
 // changes nothing, and two nodes cannot both see state = 'signed'.
 func (db *DB) Consume(ctx context.Context, m useraction.Match) (useraction.Action, error) {
 	var a useraction.Action
-	err := db.Tx(ctx, func(tx *sql.Tx) error {
+	err := db.Tx(ctx, func(tx *Tx) error {
 		row := tx.QueryRowContext(ctx, `UPDATE user_actions SET state = 'used', used_at = $1
 			WHERE token_hash = $2 AND state = 'signed' AND org_id = $3 AND user_id = $4 AND token_id = $5
 			  AND method = $6 AND (path = $7 OR path = $8) AND payload = $9 AND token_expires_at > $1
@@ -95,7 +94,24 @@ func (db *DB) Consume(ctx context.Context, m useraction.Match) (useraction.Actio
 // UsableCredentials lists what may sign for p: for a service-account or personal access
 // token, its own key credential while active.
 func (db *DB) UsableCredentials(ctx context.Context, p auth.Principal) ([]identity.Credential, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT c.uuid, c.cred_id, c.kind, c.name, c.public_key, c.algorithm, c.status, c.created_at
+	var g uint64
+	key := p.TokenID + "/" + p.UserID
+	if db.cache != nil {
+		cs, gen, ok := db.cache.credentials(key)
+		if ok {
+			return cs, nil
+		}
+		g = gen
+	}
+	cs, err := db.usableCredentials(ctx, p)
+	if err == nil && db.cache != nil {
+		db.cache.putCredentials(key, g, cs)
+	}
+	return cs, err
+}
+
+func (db *DB) usableCredentials(ctx context.Context, p auth.Principal) ([]identity.Credential, error) {
+	rows, err := db.query(ctx, `SELECT c.uuid, c.cred_id, c.kind, c.name, c.public_key, c.algorithm, c.status, c.created_at
 		FROM access_tokens t JOIN credentials c ON c.uuid = t.credential_uuid
 		WHERE t.id = $1 AND t.org_id = $2 AND c.user_id = $3 AND c.status = 'Active'`, p.TokenID, p.OrgID, p.UserID)
 	if err != nil {
@@ -117,6 +133,7 @@ func (db *DB) UsableCredentials(ctx context.Context, p auth.Principal) ([]identi
 
 // SetCredentialStatus activates or deactivates a credential.
 func (db *DB) SetCredentialStatus(ctx context.Context, orgID, credUUID, status string, now time.Time) error {
+	defer db.cache.invalidate()
 	res, err := db.exec(ctx, `UPDATE credentials SET status = $1, updated_at = $2 WHERE org_id = $3 AND uuid = $4`,
 		status, ms(now), orgID, credUUID)
 	if err != nil {
