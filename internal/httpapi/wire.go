@@ -30,6 +30,7 @@ type accessTokenJSON struct {
 	Name                  string `json:"name"`
 	OrgID                 string `json:"orgId"`
 	LinkedUserID          string `json:"linkedUserId"`
+	LinkedAppID           string `json:"linkedAppId"` // always "": there are no legacy applications here
 	CredID                string `json:"credId"`
 	PublicKey             string `json:"publicKey"`
 	IsActive              bool   `json:"isActive"`

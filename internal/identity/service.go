@@ -222,25 +222,44 @@ func (s *Service) UpdateServiceAccount(ctx context.Context, p auth.Principal, id
 	if err := validExternalID(r.ExternalID); err != nil {
 		return ServiceAccount{}, err
 	}
-	if _, err := s.mutable(ctx, p, id, false); err != nil {
+	sa, err := s.mutable(ctx, p, id, false)
+	if err != nil {
 		return ServiceAccount{}, err
 	}
-	if err := s.store.UpdateUser(ctx, p.OrgID, id, r.Name, r.ExternalID, s.now()); err != nil {
+	now := s.now().UTC()
+	if err := s.store.UpdateUser(ctx, p.OrgID, id, r.Name, r.ExternalID, now); err != nil {
 		return ServiceAccount{}, err
 	}
-	return s.GetServiceAccount(ctx, p, id)
+	// The store applied exactly these changes; answer without reading them back.
+	if r.Name != nil {
+		sa.User.Name, sa.User.Username = *r.Name, *r.Name
+		for i := range sa.Tokens {
+			sa.Tokens[i].Name = *r.Name
+		}
+	}
+	if r.ExternalID != nil {
+		sa.User.ExternalID = *r.ExternalID
+	}
+	sa.User.UpdatedAt = now
+	return sa, nil
 }
 
 // SetServiceAccountStatus activates, deactivates or archives a service account and its
 // tokens. A service account cannot change its own state (it would lock itself out).
 func (s *Service) SetServiceAccountStatus(ctx context.Context, p auth.Principal, id, status string) (ServiceAccount, error) {
-	if _, err := s.mutable(ctx, p, id, true); err != nil {
+	sa, err := s.mutable(ctx, p, id, true)
+	if err != nil {
 		return ServiceAccount{}, err
 	}
-	if err := s.store.SetServiceAccountStatus(ctx, p.OrgID, id, status, s.now()); err != nil {
+	now := s.now().UTC()
+	if err := s.store.SetServiceAccountStatus(ctx, p.OrgID, id, status, now); err != nil {
 		return ServiceAccount{}, err
 	}
-	return s.GetServiceAccount(ctx, p, id)
+	sa.User.Status, sa.User.UpdatedAt = status, now
+	for i := range sa.Tokens {
+		sa.Tokens[i].Status, sa.Tokens[i].UpdatedAt = status, now
+	}
+	return sa, nil
 }
 
 func (s *Service) mutable(ctx context.Context, p auth.Principal, id string, stateChange bool) (ServiceAccount, error) {
@@ -323,24 +342,36 @@ func (s *Service) UpdatePAT(ctx context.Context, p auth.Principal, id string, r 
 	if err := validExternalID(r.ExternalID); err != nil {
 		return AccessToken{}, err
 	}
-	if _, err := s.mutablePAT(ctx, p, id, false); err != nil {
+	t, err := s.mutablePAT(ctx, p, id, false)
+	if err != nil {
 		return AccessToken{}, err
 	}
-	if err := s.store.UpdateAccessToken(ctx, p.OrgID, id, r.Name, r.ExternalID, s.now()); err != nil {
+	now := s.now().UTC()
+	if err := s.store.UpdateAccessToken(ctx, p.OrgID, id, r.Name, r.ExternalID, now); err != nil {
 		return AccessToken{}, err
 	}
-	return s.GetPAT(ctx, p, id)
+	if r.Name != nil {
+		t.Name = *r.Name
+	}
+	if r.ExternalID != nil {
+		t.ExternalID = *r.ExternalID
+	}
+	t.UpdatedAt = now
+	return t, nil
 }
 
 // SetPATStatus activates, deactivates or archives a personal access token.
 func (s *Service) SetPATStatus(ctx context.Context, p auth.Principal, id, status string) (AccessToken, error) {
-	if _, err := s.mutablePAT(ctx, p, id, true); err != nil {
+	t, err := s.mutablePAT(ctx, p, id, true)
+	if err != nil {
 		return AccessToken{}, err
 	}
-	if err := s.store.SetAccessTokenStatus(ctx, p.OrgID, id, status, s.now()); err != nil {
+	now := s.now().UTC()
+	if err := s.store.SetAccessTokenStatus(ctx, p.OrgID, id, status, now); err != nil {
 		return AccessToken{}, err
 	}
-	return s.GetPAT(ctx, p, id)
+	t.Status, t.UpdatedAt = status, now
+	return t, nil
 }
 
 func (s *Service) mutablePAT(ctx context.Context, p auth.Principal, id string, stateChange bool) (AccessToken, error) {
