@@ -52,6 +52,10 @@ type serveCmd struct {
 
 func (s *serveCmd) Run() error {
 	log := newLogger(s.LogLevel)
+	if os.Getenv("GOGC") == "" {
+		// The heap is small and short-lived; trading memory for less GC CPU pays here.
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := app.New(ctx, s.Config, log, app.Options{})

@@ -10,8 +10,19 @@ import (
 )
 
 // FinishAudit records the final status of a signed request.
+// On SQLite the update joins the next group commit and the caller does not wait for it:
+// the entry itself was written with the token's consumption, and a crash in between
+// leaves status 0 ("unknown"), which the audit log documents.
 func (db *DB) FinishAudit(ctx context.Context, id string, status int, now time.Time) error {
-	_, err := db.exec(ctx, `UPDATE audit_log SET status = $1, finished_at = $2 WHERE id = $3`, status, ms(now), id)
+	const q = `UPDATE audit_log SET status = $1, finished_at = $2 WHERE id = $3`
+	if db.batch != nil {
+		db.batch.submit(func(tx *Tx) error {
+			_, err := tx.ExecContext(context.Background(), q, status, ms(now), id)
+			return err
+		}, nil)
+		return nil
+	}
+	_, err := db.exec(ctx, q, status, ms(now), id)
 	return err
 }
 

@@ -46,6 +46,21 @@ func (b *batcher) do(ctx context.Context, fn func(*Tx) error) error {
 	return <-r.done
 }
 
+// submit queues fn without waiting for its outcome (errors go to onErr). For writes whose
+// loss in a crash is acceptable and documented, such as an audit entry's final status.
+func (b *batcher) submit(fn func(*Tx) error, onErr func(error)) {
+	r := &batchReq{ctx: context.Background(), fn: fn, done: make(chan error, 1)}
+	select {
+	case b.reqs <- r:
+		go func() {
+			if err := <-r.done; err != nil && onErr != nil {
+				onErr(err)
+			}
+		}()
+	case <-b.quit:
+	}
+}
+
 func (b *batcher) close() {
 	close(b.quit)
 	b.wg.Wait()
@@ -102,14 +117,14 @@ func (b *batcher) run(batch []*batchReq) {
 			results[i] = r.fn(t)
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT b"); err != nil {
+		if _, err := t.ExecContext(ctx, "SAVEPOINT b"); err != nil {
 			results[i] = err
 			continue
 		}
 		if results[i] = r.fn(t); results[i] != nil {
-			tx.ExecContext(ctx, "ROLLBACK TO b")
+			t.ExecContext(ctx, "ROLLBACK TO b")
 		}
-		tx.ExecContext(ctx, "RELEASE b")
+		t.ExecContext(ctx, "RELEASE b")
 	}
 	if single && results[0] != nil {
 		tx.Rollback()

@@ -1,5 +1,6 @@
 -- +goose Up
 -- Times are Unix milliseconds (UTC); booleans are states in TEXT so both dialects read alike.
+-- The two hot tables (user_actions, audit_log) are WITHOUT ROWID: one B-tree fewer per insert.
 CREATE TABLE orgs (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -85,7 +86,7 @@ CREATE TABLE user_actions (
     signed_at         INTEGER,
     token_expires_at  INTEGER,
     used_at           INTEGER
-);
+) WITHOUT ROWID;
 CREATE INDEX user_actions_expiry ON user_actions (expires_at);
 
 CREATE TABLE audit_log (
@@ -103,7 +104,7 @@ CREATE TABLE audit_log (
     status           INTEGER NOT NULL,
     created_at       INTEGER NOT NULL,
     finished_at      INTEGER
-);
+) WITHOUT ROWID;
 CREATE INDEX audit_log_org_time ON audit_log (org_id, created_at);
 
 -- Server signing keys (JWT), sealed under the KEK of the master key file.
