@@ -50,8 +50,9 @@ func (a *Authenticator) Keys() *Keyring { return a.keys }
 
 // Authenticate resolves an Authorization header value to a principal.
 func (a *Authenticator) Authenticate(ctx context.Context, header string) (Principal, error) {
-	token, ok := strings.CutPrefix(header, "Bearer ")
-	if !ok {
+	// The scheme name is case-insensitive (RFC 9110 §11.1).
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		if header == "" {
 			return Principal{}, errs.E(errs.Unauthenticated, "authentication token is missing", nil)
 		}

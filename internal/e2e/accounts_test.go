@@ -132,7 +132,7 @@ func TestServiceAccountCRUD(t *testing.T) {
 		admin := adminActor(t, n)
 		orgID := n.Env.OrgID
 		k := newKey(t, "P-256")
-		var svc actor // the service account under test, once created
+		var svc, svcPAT actor // the service account under test and a PAT of its user, once created
 		path := func() string { return "/auth/service-accounts/" + svc.userID }
 		decodeSA := func(t *testing.T, body []byte) client.ServiceAccount {
 			var sa client.ServiceAccount
@@ -167,6 +167,7 @@ func TestServiceAccountCRUD(t *testing.T) {
 					if !works(t, svc) {
 						t.Fatal("the new token is refused")
 					}
+					svcPAT = newPAT(t, n, svc, "Ed25519", client.CreateTokenRequest{Name: "svc-pat"})
 				},
 			},
 			{
@@ -232,6 +233,21 @@ func TestServiceAccountCRUD(t *testing.T) {
 				},
 			},
 			{
+				name: "fail/update-to-taken-external-id", want: 409,
+				do: func(t *testing.T) (int, []byte) {
+					newSA(t, n, admin, "Ed25519", "holder") // no externalId
+					body := mustJSON(t, map[string]string{"name": "holder2", "publicKey": newKey(t, "Ed25519").PublicPEM, "externalId": "ext-2"})
+					code, resp := admin.signed(t, http.MethodPost, "/auth/service-accounts", body)
+					checkStatus(t, "create holder of ext-2", code, resp, 200)
+					return admin.signed(t, http.MethodPut, path(), []byte(`{"externalId":"ext-2"}`))
+				},
+				check: func(t *testing.T, _ []byte) {
+					if sa, err := admin.GetServiceAccount(t.Context(), svc.userID); err != nil || sa.UserInfo.ExternalID != "ext-1" {
+						t.Errorf("after a refused update: %+v %v", sa.UserInfo, err)
+					}
+				},
+			},
+			{
 				name: "fail/update-empty-name", want: 400,
 				do: func(t *testing.T) (int, []byte) {
 					return admin.signed(t, http.MethodPut, path(), []byte(`{"name":" "}`))
@@ -263,6 +279,9 @@ func TestServiceAccountCRUD(t *testing.T) {
 					if works(t, svc) {
 						t.Error("deactivated service account's token still works")
 					}
+					if works(t, svcPAT) {
+						t.Error("a PAT of a deactivated service account still works")
+					}
 					if !listed(t, admin, svc.userID) {
 						t.Error("a deactivated service account must still be listed")
 					}
@@ -275,8 +294,8 @@ func TestServiceAccountCRUD(t *testing.T) {
 					if !decodeSA(t, body).UserInfo.IsActive {
 						t.Error("not active after activation")
 					}
-					if !works(t, svc) {
-						t.Error("reactivated service account's token is refused")
+					if !works(t, svc) || !works(t, svcPAT) {
+						t.Error("reactivated service account's token or PAT is refused")
 					}
 				},
 			},
@@ -288,8 +307,8 @@ func TestServiceAccountCRUD(t *testing.T) {
 					if listed(t, admin, svc.userID) {
 						t.Error("archived service account is still listed")
 					}
-					if works(t, svc) {
-						t.Error("archived service account's token still works")
+					if works(t, svc) || works(t, svcPAT) {
+						t.Error("archived service account's token or PAT still works")
 					}
 				},
 			},

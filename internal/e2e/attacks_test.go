@@ -212,7 +212,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/challenge-reused-after-success", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				body := actionBody(t, ch.ChallengeIdentifier, f.sa1.assertion(t, tsLayout(ch.Challenge)))
 				code, resp := f.sa1.raw(t, post, "/auth/action", body, "")
 				checkStatus(t, "first /auth/action", code, resp, 200)
@@ -222,7 +222,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/expired-challenge", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				body := actionBody(t, ch.ChallengeIdentifier, f.sa1.assertion(t, tsLayout(ch.Challenge)))
 				f.n.Clock.Advance(6 * time.Minute)
 				return func() (int, []byte) { return f.sa1.raw(t, post, "/auth/action", body, "") }
@@ -232,7 +232,7 @@ func TestAttacks(t *testing.T) {
 			name: "fail/deactivated-credential", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
 				s := newSA(t, f.n, f.admin, "P-256", "doomed")
-				ch := s.init(t, put, f.victimPath(), pwn)
+				ch := s.newChallenge(t, put, f.victimPath(), pwn)
 				body := actionBody(t, ch.ChallengeIdentifier, s.assertion(t, tsLayout(ch.Challenge)))
 				if err := f.n.App.DB.SetCredentialStatus(t.Context(), f.n.Env.OrgID, s.credUUID, "Inactive", f.n.Clock.Now()); err != nil {
 					t.Fatal(err)
@@ -255,7 +255,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/wrong-key", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				cd := tsLayout(ch.Challenge)
 				a := withSig(f.sa1.assertion(t, cd), b64u.EncodeToString(newKey(t, "P-256").sign(t, cd)))
 				return func() (int, []byte) {
@@ -266,7 +266,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/signature-of-other-clientdata", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa1.assertion(t, tsLayout(ch.Challenge))
 				a = withSig(a, b64u.EncodeToString(f.sa1.key.sign(t, goLayout(ch.Challenge))))
 				return func() (int, []byte) {
@@ -277,7 +277,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/tampered-clientdata-challenge", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa1.assertion(t, tsLayout(alter(ch.Challenge)))
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -287,8 +287,8 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/challenge-of-another-user-action", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				mine := f.sa1.init(t, put, f.victimPath(), []byte(`{"name":"harmless"}`))
-				wanted := f.sa1.init(t, put, f.victimPath(), pwn)
+				mine := f.sa1.newChallenge(t, put, f.victimPath(), []byte(`{"name":"harmless"}`))
+				wanted := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa1.assertion(t, tsLayout(mine.Challenge))
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, wanted.ChallengeIdentifier, a), "")
@@ -298,7 +298,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/clientdata-type-webauthn-get", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa1.assertion(t, []byte(`{"type":"webauthn.get","challenge":"`+ch.Challenge+`"}`))
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -308,7 +308,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/clientdata-type-key-create", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa1.assertion(t, []byte(`{"type":"key.create","challenge":"`+ch.Challenge+`"}`))
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -318,7 +318,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/clientdata-duplicate-type", want: 400,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa1.assertion(t, []byte(`{"type":"webauthn.get","type":"key.get","challenge":"`+ch.Challenge+`"}`))
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -328,7 +328,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/clientdata-not-json", want: 400,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa1.assertion(t, []byte("key.get "+ch.Challenge))
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -338,7 +338,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/clientdata-bad-base64", want: 400,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa1.assertion(t, tsLayout(ch.Challenge))
 				a.CredentialAssertion.ClientData = "%%%" + a.CredentialAssertion.ClientData
 				return func() (int, []byte) {
@@ -349,7 +349,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/signature-bad-base64", want: 400,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := withSig(f.sa1.assertion(t, tsLayout(ch.Challenge)), "MEUCIQ!!*not-base64*")
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -359,7 +359,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/signature-malformed-der", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := withSig(f.sa1.assertion(t, tsLayout(ch.Challenge)), b64u.EncodeToString([]byte{0x30, 0x45, 0x02, 0x21, 0x00, 0xff}))
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -369,7 +369,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/signature-der-r1-s1", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := withSig(f.sa1.assertion(t, tsLayout(ch.Challenge)), b64u.EncodeToString([]byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01}))
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -379,7 +379,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/signature-empty", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := withSig(f.sa1.assertion(t, tsLayout(ch.Challenge)), "")
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -403,7 +403,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/unknown-credential-id", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa1.assertion(t, tsLayout(ch.Challenge))
 				a.CredentialAssertion.CredID = b64u.EncodeToString([]byte(ids.New("ci")))
 				return func() (int, []byte) {
@@ -414,7 +414,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/credential-of-another-principal", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa2.assertion(t, tsLayout(ch.Challenge)) // sa2's credId and key
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -424,7 +424,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/challenge-of-another-principal", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa2.init(t, put, f.victimPath(), pwn)
+				ch := f.sa2.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa1.assertion(t, tsLayout(ch.Challenge))
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -434,7 +434,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/unknown-challenge-identifier", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.sa1.init(t, put, f.victimPath(), pwn)
+				ch := f.sa1.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa1.assertion(t, tsLayout(ch.Challenge))
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ids.New("ch"), a), "")
@@ -653,7 +653,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/other-org-challenge-used-by-first-org", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.org2.init(t, put, f.victimPath(), pwn)
+				ch := f.org2.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.sa1.assertion(t, tsLayout(ch.Challenge))
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -663,7 +663,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/other-org-challenge-and-assertion-with-first-org-bearer", want: 401,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				ch := f.org2.init(t, put, f.victimPath(), pwn)
+				ch := f.org2.newChallenge(t, put, f.victimPath(), pwn)
 				a := f.org2.assertion(t, tsLayout(ch.Challenge))
 				return func() (int, []byte) {
 					return f.sa1.raw(t, post, "/auth/action", actionBody(t, ch.ChallengeIdentifier, a), "")
@@ -845,7 +845,7 @@ func TestUserActionSingleUseUnderConcurrency(t *testing.T) {
 			}
 		})
 		t.Run("fail/challenge-raced", func(t *testing.T) {
-			ch := admin.init(t, http.MethodPut, path, body)
+			ch := admin.newChallenge(t, http.MethodPut, path, body)
 			req := actionBody(t, ch.ChallengeIdentifier, admin.assertion(t, tsLayout(ch.Challenge)))
 			codes := race(func() (int, error) {
 				code, _, err := admin.Raw(t.Context(), http.MethodPost, "/auth/action", req, "")

@@ -210,3 +210,36 @@ func dates(es []auditEntry) []string {
 	}
 	return out
 }
+
+// TestAuditStatusVisibleWithResponse checks read-your-writes on the audit log: once a
+// signed request has been answered, its entry carries that answer's status. A client that
+// audits what it just did must never see status 0 ("unknown", which the log reserves for
+// a node that died mid-request).
+func TestAuditStatusVisibleWithResponse(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		n := apptest.Start(t, e, apptest.Options{})
+		admin := adminActor(t, n)
+		sa := newSA(t, n, admin, "Ed25519", "sa")
+		path := "/auth/service-accounts/" + sa.userID
+		unfinished := 0
+		const rounds = 100
+		for i := range rounds {
+			n.Clock.Advance(time.Millisecond) // the newest entry is the first one listed
+			code, body := admin.signed(t, http.MethodPut, path, mustJSON(t, map[string]string{"name": "n" + strconv.Itoa(i)}))
+			checkStatus(t, "rename", code, body, 200)
+			code, body = admin.raw(t, http.MethodGet, "/auth/action/logs?limit=1", nil, "")
+			checkStatus(t, "read log", code, body, 200)
+			var p auditPage
+			decodeJSON(t, body, &p)
+			if len(p.Items) != 1 || p.Items[0].Method != http.MethodPut {
+				t.Fatalf("newest entry is not the rename: %s", body)
+			}
+			if p.Items[0].Status != 200 || p.Items[0].DateFinished == "" {
+				unfinished++
+			}
+		}
+		if unfinished > 0 {
+			t.Fatalf("%d of %d answered requests had an unfinished audit entry (status 0) right after the answer", unfinished, rounds)
+		}
+	})
+}

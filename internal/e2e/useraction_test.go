@@ -162,8 +162,8 @@ func (a actor) assertion(t testing.TB, cd []byte) *client.Assertion {
 	}}
 }
 
-// init asks for a challenge bound to a request, failing the test on error.
-func (a actor) init(t testing.TB, method, path string, payload []byte) *client.Challenge {
+// newChallenge asks for a challenge bound to a request, failing the test on error.
+func (a actor) newChallenge(t testing.TB, method, path string, payload []byte) *client.Challenge {
 	t.Helper()
 	ch, err := a.InitUserAction(t.Context(), method, path, payload)
 	if err != nil {
@@ -185,7 +185,7 @@ func (a actor) complete(t testing.TB, ch *client.Challenge, layout cdLayout) str
 // uaToken runs the whole flow (TS layout) for method, path and payload.
 func (a actor) uaToken(t testing.TB, method, path string, payload []byte) string {
 	t.Helper()
-	return a.complete(t, a.init(t, method, path, payload), tsLayout)
+	return a.complete(t, a.newChallenge(t, method, path, payload), tsLayout)
 }
 
 // raw sends one request as is.
@@ -416,7 +416,7 @@ func TestUserActionEveryAlgorithm(t *testing.T) {
 
 				// The PAT signs for itself with its own key.
 				body := []byte(`{"name":"pat renamed"}`)
-				ch := pat.init(t, http.MethodPut, "/auth/pats/"+pat.tokenID, body)
+				ch := pat.newChallenge(t, http.MethodPut, "/auth/pats/"+pat.tokenID, body)
 				if len(ch.AllowCredentials.Key) != 1 || ch.AllowCredentials.Key[0].ID != pat.credID {
 					t.Fatalf("PAT challenge allows %+v, want only its own credential %s", ch.AllowCredentials.Key, pat.credID)
 				}
@@ -445,7 +445,7 @@ func TestUserActionEveryAlgorithm(t *testing.T) {
 					t.Run(tc.name, func(t *testing.T) {
 						name := alg + " " + tc.name
 						body := mustJSON(t, map[string]string{"name": name})
-						ch := sa.init(t, http.MethodPut, victimPath, body)
+						ch := sa.newChallenge(t, http.MethodPut, victimPath, body)
 						cd := tc.layout(ch.Challenge)
 						sig := sa.key.sign(t, cd)
 						a := &client.Assertion{Kind: "Key", CredentialAssertion: client.CredentialAssertion{
@@ -612,7 +612,7 @@ func TestUserActionSDKStyles(t *testing.T) {
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				tok := admin.complete(t, admin.init(t, tc.method, tc.signedPath, []byte(tc.payload)), tsLayout)
+				tok := admin.complete(t, admin.newChallenge(t, tc.method, tc.signedPath, []byte(tc.payload)), tsLayout)
 				code, body := admin.raw(t, tc.method, tc.path, tc.body, tok)
 				checkStatus(t, tc.method+" "+tc.path, code, body, http.StatusOK)
 				var m map[string]any

@@ -127,30 +127,57 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, ne
 		ctx = auth.WithPrincipal(ctx, c.p)
 		r = r.WithContext(ctx)
 	}
-	auditID := ""
 	if needUA {
-		_, id, err := s.UserActions.Consume(ctx, c.p, r.Header.Get("X-DFNS-USERACTION"), r.Method, r.RequestURI, c.body)
+		_, auditID, err := s.UserActions.Consume(ctx, c.p, r.Header.Get("X-DFNS-USERACTION"), r.Method, r.RequestURI, c.body)
 		if err != nil {
 			s.writeError(w, r, reqID, err)
 			return
 		}
-		auditID = id
+		s.serveAudited(w, r, reqID, h, c, auditID)
+		return
 	}
 	out, err := h(r, c)
-	code := c.code
 	if err != nil {
-		code = s.writeError(w, r, reqID, err)
-	} else {
-		writeJSON(w, code, out)
+		s.writeError(w, r, reqID, err)
+		return
 	}
-	if auditID != "" {
+	writeJSON(w, c.code, out)
+}
+
+// serveAudited runs a handler whose user action was consumed and records the final status
+// in its audit entry before the answer goes out (so a client that has its answer also sees
+// the entry finished), a panic included.
+func (s *Server) serveAudited(w http.ResponseWriter, r *http.Request, reqID string, h handlerFunc, c *call, auditID string) {
+	finish := func(code int) {
 		// The request's own context may be gone once the client hung up; the audit must not.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+		defer cancel()
 		if err := s.Audit.Finish(actx, auditID, code); err != nil {
 			s.log.Error("audit finish failed", "audit", auditID, "err", err)
 		}
-		cancel()
 	}
+	var out any
+	var err error
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					finish(499)
+					panic(v)
+				}
+				err = errs.E(errs.Internal, "internal error", errors.New("panic: "+strings.TrimSpace(slogValue(v))))
+			}
+		}()
+		out, err = h(r, c)
+	}()
+	if err != nil {
+		code := status(errs.KindOf(err))
+		finish(code)
+		s.writeError(w, r, reqID, err)
+		return
+	}
+	finish(c.code)
+	writeJSON(w, c.code, out)
 }
 
 func slogValue(v any) string {

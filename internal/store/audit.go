@@ -9,20 +9,10 @@ import (
 	"github.com/countersign/countersign/internal/audit"
 )
 
-// FinishAudit records the final status of a signed request.
-// On SQLite the update joins the next group commit and the caller does not wait for it:
-// the entry itself was written with the token's consumption, and a crash in between
-// leaves status 0 ("unknown"), which the audit log documents.
+// FinishAudit records the final status of a signed request. It is synchronous (on SQLite it
+// joins the current group commit) so a client that has its answer also sees its entry done.
 func (db *DB) FinishAudit(ctx context.Context, id string, status int, now time.Time) error {
-	const q = `UPDATE audit_log SET status = $1, finished_at = $2 WHERE id = $3`
-	if db.batch != nil {
-		db.batch.submit(func(tx *Tx) error {
-			_, err := tx.ExecContext(context.Background(), q, status, ms(now), id)
-			return err
-		}, nil)
-		return nil
-	}
-	_, err := db.exec(ctx, q, status, ms(now), id)
+	_, err := db.exec(ctx, `UPDATE audit_log SET status = $1, finished_at = $2 WHERE id = $3`, status, ms(now), id)
 	return err
 }
 

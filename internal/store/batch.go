@@ -46,21 +46,6 @@ func (b *batcher) do(ctx context.Context, fn func(*Tx) error) error {
 	return <-r.done
 }
 
-// submit queues fn without waiting for its outcome (errors go to onErr). For writes whose
-// loss in a crash is acceptable and documented, such as an audit entry's final status.
-func (b *batcher) submit(fn func(*Tx) error, onErr func(error)) {
-	r := &batchReq{ctx: context.Background(), fn: fn, done: make(chan error, 1)}
-	select {
-	case b.reqs <- r:
-		go func() {
-			if err := <-r.done; err != nil && onErr != nil {
-				onErr(err)
-			}
-		}()
-	case <-b.quit:
-	}
-}
-
 func (b *batcher) close() {
 	close(b.quit)
 	b.wg.Wait()
