@@ -15,6 +15,7 @@ type batcher struct {
 	db   *DB
 	reqs chan *batchReq
 	quit chan struct{}
+	done chan struct{} // closed when loop has returned: nothing queued later is answered
 	wg   sync.WaitGroup
 }
 
@@ -27,7 +28,7 @@ type batchReq struct {
 const maxBatch = 64
 
 func newBatcher(db *DB) *batcher {
-	b := &batcher{db: db, reqs: make(chan *batchReq, 1024), quit: make(chan struct{})}
+	b := &batcher{db: db, reqs: make(chan *batchReq, 1024), quit: make(chan struct{}), done: make(chan struct{})}
 	b.wg.Add(1)
 	go b.loop()
 	return b
@@ -42,8 +43,20 @@ func (b *batcher) do(ctx context.Context, fn func(*Tx) error) error {
 	case <-b.quit:
 		return sql.ErrConnDone
 	}
-	// Once queued, wait for the outcome even if ctx ends: the work may commit.
-	return <-r.done
+	// Once queued, wait for the outcome even if ctx ends: the work may commit. A request
+	// queued after loop's final drain (a write racing Close) is never answered: the select
+	// above may pick the send even when quit is closed.
+	select {
+	case err := <-r.done:
+		return err
+	case <-b.done:
+		select {
+		case err := <-r.done: // loop answers every request it takes before it returns
+			return err
+		default:
+			return sql.ErrConnDone
+		}
+	}
 }
 
 func (b *batcher) close() {
@@ -53,6 +66,7 @@ func (b *batcher) close() {
 
 func (b *batcher) loop() {
 	defer b.wg.Done()
+	defer close(b.done)
 	batch := make([]*batchReq, 0, maxBatch)
 	for {
 		select {

@@ -54,8 +54,11 @@ func (db *DB) Bootstrap(ctx context.Context, o identity.Org, sa identity.Service
 		created = true
 		return nil
 	})
-	if errs.Is(err, errs.Conflict) { // lost the race on PostgreSQL
-		return false, nil
+	if errs.Is(err, errs.Conflict) {
+		// Lost the race to another node (PostgreSQL)? Then the bootstrap row exists now.
+		if _, gerr := db.BootstrapOrg(ctx); gerr == nil {
+			return false, nil
+		}
 	}
 	return created, err
 }
@@ -271,8 +274,8 @@ func (db *DB) UpdateUser(ctx context.Context, orgID, userID string, name, extern
 	defer db.cache.invalidate()
 	return db.Tx(ctx, func(tx *Tx) error {
 		if name != nil {
-			if _, err := tx.ExecContext(ctx, `UPDATE users SET name = $1, username = CASE WHEN is_service_account = 1 THEN $1 ELSE username END,
-				updated_at = $2 WHERE org_id = $3 AND id = $4`, *name, ms(now), orgID, userID); err != nil {
+			if err := affected(tx.ExecContext(ctx, `UPDATE users SET name = $1, username = CASE WHEN is_service_account = 1 THEN $1 ELSE username END,
+				updated_at = $2 WHERE org_id = $3 AND id = $4`, *name, ms(now), orgID, userID)); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE access_tokens SET name = $1, updated_at = $2 WHERE org_id = $3 AND user_id = $4 AND kind = $5`,
@@ -281,13 +284,25 @@ func (db *DB) UpdateUser(ctx context.Context, orgID, userID string, name, extern
 			}
 		}
 		if externalID != nil {
-			if _, err := tx.ExecContext(ctx, `UPDATE users SET external_id = $1, updated_at = $2 WHERE org_id = $3 AND id = $4`,
-				nullStr(*externalID), ms(now), orgID, userID); err != nil {
+			if err := affected(tx.ExecContext(ctx, `UPDATE users SET external_id = $1, updated_at = $2 WHERE org_id = $3 AND id = $4`,
+				nullStr(*externalID), ms(now), orgID, userID)); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// affected turns an UPDATE that matched no row (an unknown id, or another organization's)
+// into NotFound.
+func affected(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errs.E(errs.NotFound, "not found", nil)
+	}
+	return nil
 }
 
 // SetServiceAccountStatus sets the status of a service account's user and its tokens.
@@ -339,14 +354,14 @@ func (db *DB) GetAccessToken(ctx context.Context, orgID, tokenID string) (identi
 func (db *DB) UpdateAccessToken(ctx context.Context, orgID, tokenID string, name, externalID *string, now time.Time) error {
 	return db.Tx(ctx, func(tx *Tx) error {
 		if name != nil {
-			if _, err := tx.ExecContext(ctx, `UPDATE access_tokens SET name = $1, updated_at = $2 WHERE org_id = $3 AND id = $4`,
-				*name, ms(now), orgID, tokenID); err != nil {
+			if err := affected(tx.ExecContext(ctx, `UPDATE access_tokens SET name = $1, updated_at = $2 WHERE org_id = $3 AND id = $4`,
+				*name, ms(now), orgID, tokenID)); err != nil {
 				return err
 			}
 		}
 		if externalID != nil {
-			if _, err := tx.ExecContext(ctx, `UPDATE access_tokens SET external_id = $1, updated_at = $2 WHERE org_id = $3 AND id = $4`,
-				nullStr(*externalID), ms(now), orgID, tokenID); err != nil {
+			if err := affected(tx.ExecContext(ctx, `UPDATE access_tokens SET external_id = $1, updated_at = $2 WHERE org_id = $3 AND id = $4`,
+				nullStr(*externalID), ms(now), orgID, tokenID)); err != nil {
 				return err
 			}
 		}
@@ -354,7 +369,8 @@ func (db *DB) UpdateAccessToken(ctx context.Context, orgID, tokenID string, name
 	})
 }
 
-// SetAccessTokenStatus sets a token's status; its key credential follows it.
+// SetAccessTokenStatus sets a token's status. Its key credential keeps its own status: a
+// token that is not active cannot authenticate, so its credential cannot sign either.
 func (db *DB) SetAccessTokenStatus(ctx context.Context, orgID, tokenID, status string, now time.Time) error {
 	defer db.cache.invalidate()
 	return db.Tx(ctx, func(tx *Tx) error {

@@ -146,7 +146,8 @@ func (db *DB) Migrate(ctx context.Context, log *slog.Logger) error {
 	var opts []goose.ProviderOption
 	if db.Dialect == Postgres {
 		dialect, fsys = goose.DialectPostgres, migrations.FS("postgres")
-		locker, err := lock.NewPostgresSessionLocker()
+		// Poll the lock every second (default 5 s): nodes starting together wait less.
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
 		if err != nil {
 			return err
 		}
@@ -184,10 +185,23 @@ type Tx struct {
 
 // ExecContext runs a statement in the transaction.
 func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	ctx = t.stmtCtx(ctx)
 	if st, ok := t.cached(q); ok {
 		return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
 	return t.tx.ExecContext(ctx, q, args...)
+}
+
+// stmtCtx keeps a caller's cancellation out of a SQLite group commit: the driver interrupts
+// a statement whose context ends, and SQLite answers an interrupted write by rolling back
+// the whole transaction: the earlier callers' savepoints are lost and the later callers'
+// statements run, and commit, outside the group while all are told the commit failed.
+// A caller whose context ended before its turn is skipped by the batcher instead.
+func (t *Tx) stmtCtx(ctx context.Context) context.Context {
+	if t.db.batch != nil {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 // cached returns the pool statement for q. A miss is prepared after the transaction: on
@@ -203,6 +217,7 @@ func (t *Tx) cached(q string) (*sql.Stmt, bool) {
 
 // QueryRowContext runs a one-row query in the transaction.
 func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	ctx = t.stmtCtx(ctx)
 	if st, ok := t.cached(q); ok {
 		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}

@@ -35,7 +35,10 @@ func scanAction(s scanner, a *useraction.Action) error {
 		&a.ServerKind, &a.State, &c, &e, &a.CredentialUUID, &a.ClientData, &a.Signature, &te); err != nil {
 		return err
 	}
-	a.CreatedAt, a.ExpiresAt, a.TokenExpiresAt = fromMS(c), fromMS(e), fromMS(te)
+	a.CreatedAt, a.ExpiresAt = fromMS(c), fromMS(e)
+	if te != 0 { // NULL until signed
+		a.TokenExpiresAt = fromMS(te)
+	}
 	return nil
 }
 
@@ -95,7 +98,7 @@ func (db *DB) Consume(ctx context.Context, m useraction.Match) (useraction.Actio
 // token, its own key credential while active.
 func (db *DB) UsableCredentials(ctx context.Context, p auth.Principal) ([]identity.Credential, error) {
 	var g uint64
-	key := p.TokenID + "/" + p.UserID
+	key := p.OrgID + "/" + p.TokenID + "/" + p.UserID // the query filters on all three
 	if db.cache != nil {
 		cs, gen, ok := db.cache.credentials(key)
 		if ok {
