@@ -155,7 +155,7 @@ func seed(t testing.TB, db *store.DB) fixture {
 
 func newAction(f fixture, method, path string, payload []byte, at time.Time) useraction.Action {
 	return useraction.Action{
-		ID: ids.New("ch"), OrgID: f.org.ID, UserID: f.sa.User.ID, TokenID: f.tok.ID, Challenge: ids.Secret(32),
+		ID: ids.NewAt("ch", at), OrgID: f.org.ID, UserID: f.sa.User.ID, TokenID: f.tok.ID, Challenge: ids.Secret(32),
 		Method: method, Path: path, Payload: payload, ServerKind: "Api", State: useraction.Pending,
 		CreatedAt: at, ExpiresAt: at.Add(5 * time.Minute),
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/countersign/countersign/internal/auth"
 	"github.com/countersign/countersign/internal/errs"
 	"github.com/countersign/countersign/internal/identity"
+	"github.com/countersign/countersign/internal/ids"
 	"github.com/countersign/countersign/internal/useraction"
 )
 
@@ -148,9 +149,11 @@ func (db *DB) SetCredentialStatus(ctx context.Context, orgID, credUUID, status s
 	return nil
 }
 
-// PurgeUserActions deletes actions whose challenge and token both expired before cutoff.
+// PurgeUserActions deletes actions created before cutoff. Ids sort by creation time, so
+// the primary key finds them; cutoff must be older than any challenge or token lifetime.
 func (db *DB) PurgeUserActions(ctx context.Context, cutoff time.Time) (int64, error) {
-	res, err := db.exec(ctx, `DELETE FROM user_actions WHERE expires_at < $1 AND COALESCE(token_expires_at, 0) < $1`, ms(cutoff))
+	res, err := db.exec(ctx, `DELETE FROM user_actions WHERE id < $1 AND COALESCE(token_expires_at, 0) < $2 AND expires_at < $2`,
+		ids.Floor("ch", cutoff), ms(cutoff))
 	if err != nil {
 		return 0, err
 	}

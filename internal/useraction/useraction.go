@@ -155,7 +155,7 @@ func (s *Service) Init(ctx context.Context, p auth.Principal, r InitRequest) (Ch
 	}
 	now := s.now().UTC()
 	a := Action{
-		ID: ids.New("ch"), OrgID: p.OrgID, UserID: p.UserID, TokenID: p.TokenID,
+		ID: ids.NewAt("ch", now), OrgID: p.OrgID, UserID: p.UserID, TokenID: p.TokenID,
 		Challenge: ids.Secret(32), Method: r.UserActionHTTPMethod, Path: r.UserActionHTTPPath,
 		Payload: []byte(*r.UserActionPayload), ServerKind: "Api", State: Pending,
 		CreatedAt: now, ExpiresAt: now.Add(s.ChallengeTTL),

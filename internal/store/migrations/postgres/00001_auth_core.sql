@@ -86,7 +86,6 @@ CREATE TABLE user_actions (
     token_expires_at  BIGINT,
     used_at           BIGINT
 );
-CREATE INDEX user_actions_expiry ON user_actions (expires_at);
 
 CREATE TABLE audit_log (
     id               TEXT PRIMARY KEY,

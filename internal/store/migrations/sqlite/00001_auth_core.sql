@@ -87,7 +87,6 @@ CREATE TABLE user_actions (
     token_expires_at  INTEGER,
     used_at           INTEGER
 ) WITHOUT ROWID;
-CREATE INDEX user_actions_expiry ON user_actions (expires_at);
 
 CREATE TABLE audit_log (
     id               TEXT PRIMARY KEY,
