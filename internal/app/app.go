@@ -21,10 +21,12 @@ import (
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/httpapi"
 	"github.com/countersign/countersign/internal/identity"
+	"github.com/countersign/countersign/internal/keys"
 	"github.com/countersign/countersign/internal/secrets"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/tlsutil"
 	"github.com/countersign/countersign/internal/useraction"
+	"github.com/countersign/countersign/internal/wallets"
 )
 
 // App is one node.
@@ -32,11 +34,13 @@ type App struct {
 	Cfg         config.Config
 	Log         *slog.Logger
 	DB          *store.DB
-	Keys        *auth.Keyring
+	TokenKeys   *auth.Keyring
 	Auth        *auth.Authenticator
 	Identity    *identity.Service
 	UserActions *useraction.Service
 	Audit       *audit.Service
+	Keys        *keys.Service
+	Wallets     *wallets.Service
 	API         *httpapi.Server
 	Now         func() time.Time
 }
@@ -70,19 +74,23 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 		db.Close()
 		return nil, err
 	}
-	keys, err := auth.LoadKeyring(ctx, db)
+	tokenKeys, err := auth.LoadKeyring(ctx, db)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	a := &App{Cfg: cfg, Log: log, DB: db, Keys: keys, Now: now}
-	a.Auth = auth.NewAuthenticator(keys, db, now)
-	a.Identity = identity.NewService(db, keys, now)
+	a := &App{Cfg: cfg, Log: log, DB: db, TokenKeys: tokenKeys, Now: now}
+	a.Auth = auth.NewAuthenticator(tokenKeys, db, now)
+	a.Identity = identity.NewService(db, tokenKeys, now)
 	a.UserActions = useraction.NewService(db, now)
 	a.UserActions.ChallengeTTL, a.UserActions.TokenTTL = cfg.ChallengeTTL, cfg.ChallengeTTL
 	a.Audit = audit.NewService(db, now)
+	custody := keys.NewCustody(ring)
+	a.Keys = keys.NewService(db, custody, custody, keys.ChainSet{}, now)
+	a.Wallets = wallets.NewService(db, a.Keys, db, now)
 	a.API = httpapi.New(httpapi.Deps{
 		Log: log, Auth: a.Auth, UserActions: a.UserActions, Identity: a.Identity, Audit: a.Audit,
+		Keys: a.Keys, Wallets: a.Wallets,
 		RP:     httpapi.RP{ID: cfg.RPID, Name: cfg.RPName},
 		Health: db.Ping,
 	})

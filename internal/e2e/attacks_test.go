@@ -601,7 +601,7 @@ func TestAttacks(t *testing.T) {
 		{
 			name: "fail/unknown-route", want: 404,
 			prepare: func(t *testing.T, f *attackFixture) step {
-				return func() (int, []byte) { return f.sa1.raw(t, get, "/wallets", nil, "") }
+				return func() (int, []byte) { return f.sa1.raw(t, get, "/no/such/route", nil, "") }
 			},
 		},
 		{

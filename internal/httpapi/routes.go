@@ -30,6 +30,25 @@ func (s *Server) routes() {
 	s.handle("PUT /auth/pats/{id}/deactivate", s.patStatus("Inactive"))
 	s.handle("DELETE /auth/pats/{id}", s.patStatus("Archived"))
 
+	s.handle("POST /keys", s.createKey)
+	s.handle("GET /keys", s.listKeys)
+	s.handle("GET /keys/{id}", s.getKey)
+	s.handle("PUT /keys/{id}", s.updateKey)
+	s.handle("DELETE /keys/{id}", s.deleteKey)
+	s.handle("POST /keys/{id}/signatures", s.keySign)
+	s.handle("GET /keys/{id}/signatures", s.listSignatures("id", ""))
+	s.handle("GET /keys/{id}/signatures/{sigId}", s.getSignature("id", ""))
+
+	s.handle("POST /wallets", s.createWallet)
+	s.handle("GET /wallets", s.listWallets)
+	s.handle("GET /wallets/{id}", s.getWallet)
+	s.handle("PUT /wallets/{id}", s.updateWallet)
+	s.handle("PUT /wallets/{id}/tags", s.tagWallet(true))
+	s.handle("DELETE /wallets/{id}/tags", s.tagWallet(false))
+	s.handle("POST /wallets/{id}/signatures", s.walletSign)
+	s.handle("GET /wallets/{id}/signatures", s.listSignatures("", "id"))
+	s.handle("GET /wallets/{id}/signatures/{sigId}", s.getSignature("", "id"))
+
 	// Anything else is a JSON 404, never the mux's plain-text page (the TS SDK parses errors as JSON).
 	s.handle("/", func(r *http.Request, _ *call) (any, error) {
 		return nil, errs.Ef(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path)

@@ -20,7 +20,9 @@ import (
 	"github.com/countersign/countersign/internal/auth"
 	"github.com/countersign/countersign/internal/errs"
 	"github.com/countersign/countersign/internal/identity"
+	"github.com/countersign/countersign/internal/keys"
 	"github.com/countersign/countersign/internal/useraction"
+	"github.com/countersign/countersign/internal/wallets"
 )
 
 // MaxBody is the largest request body accepted (413 above it).
@@ -33,6 +35,8 @@ type Deps struct {
 	UserActions *useraction.Service
 	Identity    *identity.Service
 	Audit       *audit.Service
+	Keys        *keys.Service
+	Wallets     *wallets.Service
 	RP          RP
 	Health      func(ctx context.Context) error
 }
