@@ -103,7 +103,7 @@ func (m *migrateCmd) Run() error {
 
 type benchCmd struct {
 	Env         string        `help:"bootstrap.env of the server to drive." default:"./countersign-data/bootstrap.env"`
-	Op          string        `help:"signed-write (init, sign, action, write) or read." default:"signed-write" enum:"signed-write,read"`
+	Op          string        `help:"signed-write (init, sign, action, write), read, or sign (a Hash signature with a secp256k1 key, whole user action flow)." default:"signed-write" enum:"signed-write,read,sign"`
 	Concurrency int           `help:"Concurrent workers." default:"16"`
 	Duration    time.Duration `help:"How long to measure." default:"10s"`
 	Warmup      time.Duration `help:"Load before measuring." default:"2s"`

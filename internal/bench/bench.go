@@ -7,7 +7,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -22,7 +24,7 @@ import (
 
 // Options select the load.
 type Options struct {
-	Op          string // signed-write | read
+	Op          string // signed-write | read | sign
 	Concurrency int
 	Duration    time.Duration
 	Warmup      time.Duration
@@ -97,8 +99,22 @@ func Run(ctx context.Context, c *client.Client, o Options) (Result, error) {
 			}
 			return err
 		}
+	case "sign":
+		// The full user action flow around POST /keys/{keyId}/signatures, kind Hash.
+		var key struct {
+			ID string `json:"id"`
+		}
+		if err := cc.Do(ctx, http.MethodPost, "/keys", map[string]string{"scheme": "ECDSA", "curve": "secp256k1", "name": "bench"}, &key); err != nil {
+			return Result{}, fmt.Errorf("bench: create key: %w", err)
+		}
+		defer cc.Do(context.WithoutCancel(ctx), http.MethodDelete, "/keys/"+key.ID, nil, nil)
+		path := "/keys/" + key.ID + "/signatures"
+		op = func(ctx context.Context, n int) error {
+			h := sha256.Sum256([]byte(strconv.Itoa(n)))
+			return cc.Do(ctx, http.MethodPost, path, map[string]string{"kind": "Hash", "hash": "0x" + hex.EncodeToString(h[:])}, nil)
+		}
 	default:
-		return Result{}, fmt.Errorf("bench: unknown op %q (signed-write, read)", o.Op)
+		return Result{}, fmt.Errorf("bench: unknown op %q (signed-write, read, sign)", o.Op)
 	}
 
 	if o.Warmup > 0 {
