@@ -18,6 +18,7 @@ import (
 
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/auth"
+	"github.com/countersign/countersign/internal/chains/registry"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/httpapi"
 	"github.com/countersign/countersign/internal/identity"
@@ -41,6 +42,7 @@ type App struct {
 	Audit       *audit.Service
 	Keys        *keys.Service
 	Wallets     *wallets.Service
+	Chains      *registry.Registry
 	API         *httpapi.Server
 	Now         func() time.Time
 }
@@ -88,6 +90,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	custody := keys.NewCustody(ring)
 	a.Keys = keys.NewService(db, custody, custody, keys.ChainSet{}, now)
 	a.Wallets = wallets.NewService(db, a.Keys, db, now)
+	rpc, err := registry.ParseRPC(cfg.EVMRPC)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	a.Chains = registry.New(rpc, cfg.DataDir, log)
+	a.Wallets.SetChains(a.Chains)
 	a.API = httpapi.New(httpapi.Deps{
 		Log: log, Auth: a.Auth, UserActions: a.UserActions, Identity: a.Identity, Audit: a.Audit,
 		Keys: a.Keys, Wallets: a.Wallets,
@@ -97,8 +106,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	return a, nil
 }
 
-// Close releases the database.
-func (a *App) Close() error { return a.DB.Close() }
+// Close stops the dev chains and releases the database.
+func (a *App) Close() error { return errors.Join(a.Chains.Close(), a.DB.Close()) }
 
 // Listen opens the configured address (TLS when configured).
 func (a *App) Listen() (net.Listener, error) {

@@ -26,6 +26,7 @@ type Config struct {
 	RPName        string        `name:"rp-name" help:"WebAuthn relying party name." default:"countersign" env:"COUNTERSIGN_RP_NAME"`
 	ChallengeTTL  time.Duration `name:"challenge-ttl" help:"Lifetime of user action challenges and tokens." default:"5m" env:"COUNTERSIGN_CHALLENGE_TTL"`
 	LogLevel      string        `name:"log-level" help:"debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"COUNTERSIGN_LOG_LEVEL"`
+	EVMRPC        []string      `name:"evm-rpc" help:"RPC endpoint of an EVM network, as Network=URL (repeatable). Every other EVM network runs on an embedded dev chain." env:"COUNTERSIGN_EVM_RPC"`
 	DebugListen   string        `name:"debug-listen" help:"Serve /debug/pprof on this address (off when empty; keep it on loopback)." env:"COUNTERSIGN_DEBUG_LISTEN"`
 	NoBootstrap   bool          `name:"no-bootstrap" help:"Do not create the first organization and admin service account." env:"COUNTERSIGN_NO_BOOTSTRAP"`
 }

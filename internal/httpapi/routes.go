@@ -45,9 +45,14 @@ func (s *Server) routes() {
 	s.handle("PUT /wallets/{id}", s.updateWallet)
 	s.handle("PUT /wallets/{id}/tags", s.tagWallet(true))
 	s.handle("DELETE /wallets/{id}/tags", s.tagWallet(false))
+	s.handle("GET /wallets/{id}/assets", s.walletAssets)
 	s.handle("POST /wallets/{id}/signatures", s.walletSign)
 	s.handle("GET /wallets/{id}/signatures", s.listSignatures("", "id"))
 	s.handle("GET /wallets/{id}/signatures/{sigId}", s.getSignature("", "id"))
+
+	// Dev-only faucet: bearer auth, no user action (it moves only dev-chain play money).
+	s.handle("GET /dev/faucet", s.faucetInfo)
+	s.handle("POST /dev/faucet", s.faucet, noUA)
 
 	// Anything else is a JSON 404, never the mux's plain-text page (the TS SDK parses errors as JSON).
 	s.handle("/", func(r *http.Request, _ *call) (any, error) {

@@ -136,12 +136,41 @@ func (s *Server) listKeys(r *http.Request, c *call) (any, error) {
 	return out, nil
 }
 
+// keyDetailJSON is GET /keys/{id}: the key, its wallets, and where it is stored. The SDK
+// types name three store kinds; a key sealed by this server is held like an HSM key (one
+// holder, never exported), so it reports "Hsm".
+type keyDetailJSON struct {
+	keyJSON
+	Wallets []keyWalletJSON `json:"wallets"`
+	Store   keyStoreJSON    `json:"store"`
+}
+
+type keyWalletJSON struct {
+	ID      string `json:"id"`
+	Network string `json:"network"`
+}
+
+type keyStoreJSON struct {
+	ID    string `json:"id"`
+	Kind  string `json:"kind"`
+	KeyID string `json:"keyId"`
+}
+
 func (s *Server) getKey(r *http.Request, c *call) (any, error) {
 	k, err := s.Keys.Get(r.Context(), c.p, r.PathValue("id"))
 	if err != nil {
 		return nil, err
 	}
-	return toKey(k), nil
+	ws, err := s.Wallets.OfKey(r.Context(), c.p, k.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := keyDetailJSON{keyJSON: toKey(k), Wallets: make([]keyWalletJSON, 0, len(ws)),
+		Store: keyStoreJSON{ID: "countersign-local", Kind: "Hsm", KeyID: k.ID}}
+	for _, w := range ws {
+		out.Wallets = append(out.Wallets, keyWalletJSON{ID: w.ID, Network: w.Network})
+	}
+	return out, nil
 }
 
 func (s *Server) updateKey(r *http.Request, c *call) (any, error) {
@@ -201,14 +230,17 @@ func (s *Server) listSignatures(keyParam, walletParam string) handlerFunc {
 			return nil, err
 		}
 		keyID, walletID := r.PathValue(keyParam), r.PathValue(walletParam)
+		filterKey := keyID
 		if walletID != "" { // the wallet must exist and be the caller's org's
-			if _, err := s.Wallets.Get(r.Context(), c.p, walletID); err != nil {
+			w, err := s.Wallets.Get(r.Context(), c.p, walletID)
+			if err != nil {
 				return nil, err
 			}
+			keyID = w.Key.ID // reported as the wallet's underlying key
 		} else if _, err := s.Keys.Get(r.Context(), c.p, keyID); err != nil {
 			return nil, err
 		}
-		items, next, err := s.Keys.ListSignatures(r.Context(), c.p, keyID, walletID, pg)
+		items, next, err := s.Keys.ListSignatures(r.Context(), c.p, filterKey, walletID, pg)
 		if err != nil {
 			return nil, err
 		}

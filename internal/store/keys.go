@@ -280,3 +280,21 @@ func (db *DB) SetWalletTags(ctx context.Context, orgID, id string, tags []string
 	}
 	return affected(db.exec(ctx, `UPDATE wallets SET tags = $1, updated_at = $2 WHERE id = $3 AND org_id = $4`, string(b), ms(now), id, orgID))
 }
+
+// ListWalletsOfKey lists the wallets made with a key, oldest first.
+func (db *DB) ListWalletsOfKey(ctx context.Context, orgID, keyID string) ([]wallets.Wallet, error) {
+	rows, err := db.query(ctx, `SELECT `+keyCols+`, `+walletCols+walletFrom+` WHERE w.key_id = $1 AND w.org_id = $2 ORDER BY w.id`, keyID, orgID)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	out := []wallets.Wallet{}
+	for rows.Next() {
+		var w wallets.Wallet
+		if err := scanWallet(rows, &w); err != nil {
+			return nil, mapErr(err)
+		}
+		out = append(out, w)
+	}
+	return out, mapErr(rows.Err())
+}

@@ -45,14 +45,16 @@ type Store interface {
 	ListWallets(ctx context.Context, orgID string, page keys.Page) ([]Wallet, error)
 	UpdateWallet(ctx context.Context, orgID, id string, name, externalID *string, now time.Time) error
 	SetWalletTags(ctx context.Context, orgID, id string, tags []string, now time.Time) error
+	ListWalletsOfKey(ctx context.Context, orgID, keyID string) ([]Wallet, error)
 }
 
 // Service is the Wallets API.
 type Service struct {
-	store Store
-	keys  *keys.Service
-	kst   keys.Store
-	now   func() time.Time
+	store  Store
+	keys   *keys.Service
+	kst    keys.Store
+	chains Chains
+	now    func() time.Time
 }
 
 // NewService wires the wallets service.
@@ -287,4 +289,12 @@ func (s *Service) Sign(ctx context.Context, p auth.Principal, id string, body []
 		return keys.SignatureRequest{}, errs.E(errs.Invalid, "wallet is not active", nil)
 	}
 	return s.keys.Sign(ctx, p, w.Key.ID, keys.Target{WalletID: w.ID, Network: w.Network}, body)
+}
+
+// OfKey lists the wallets of a key.
+func (s *Service) OfKey(ctx context.Context, p auth.Principal, keyID string) ([]Wallet, error) {
+	if err := keys.RequireStaff(p); err != nil {
+		return nil, err
+	}
+	return s.store.ListWalletsOfKey(ctx, p.OrgID, keyID)
 }
