@@ -132,6 +132,9 @@ type Chain struct {
 
 	txMu sync.Mutex // one faucet transaction at a time: they share one nonce sequence
 
+	stopMining chan struct{}   // closed to stop mineLoop
+	miningDone []chan struct{} // closed when mineLoop's goroutines have returned
+
 	stateMu  sync.Mutex // serialises writes of devchain.json
 	headSub  event.Subscription
 	headDone chan struct{}
@@ -141,6 +144,8 @@ type Chain struct {
 }
 
 // Start starts the dev chain for o.ChainID, deploying the test token on a fresh chain.
+// Run at most one Chain per chain id and DataDir at a time (a second one on the same
+// directory fails: geth locks it). ctx bounds the start-up checks and the deployment.
 func Start(ctx context.Context, o Options) (*Chain, error) {
 	if o.ChainID == 0 {
 		return nil, errors.New("devchain: chain id 0 is not valid")
@@ -178,9 +183,10 @@ func Start(ctx context.Context, o Options) (*Chain, error) {
 		reason = err.Error()
 	case dir != "":
 		reason = c.damage(ctx, recorded)
-		if reason != "" {
-			if err := c.closeNode(); err != nil {
-				return nil, fmt.Errorf("devchain %d: close damaged chain: %w", o.ChainID, err)
+		if reason != "" || ctx.Err() != nil {
+			if err := errors.Join(ctx.Err(), c.closeNode()); err != nil {
+				// A cancelled ctx fails the checks: never wipe a chain for that.
+				return nil, fmt.Errorf("devchain %d: check stored chain: %w", o.ChainID, err)
 			}
 		}
 	}
@@ -248,10 +254,15 @@ func open(dir string, id uint64, key *ecdsa.PrivateKey, logger *slog.Logger) (*C
 	// chain, while the index cost seconds at every start and stop (it reloads and
 	// rewrites its maps), most of a restart under -race.
 	cfg.LogNoHistory = true
-	// The miner's minimum tip equals the pool's (1 wei), as in geth --dev: a transaction
-	// the pool accepts but the miner would not include makes the simulated beacon's
-	// commit loop spin.
+	// The miner's minimum tip equals the pool's (1 wei), as in geth --dev; with the
+	// default (0.001 gwei) the pool would accept transactions no block includes.
 	cfg.Miner.GasPrice = big.NewInt(1)
+	// No local-transaction tracker: with it, a transaction the pool refuses for a
+	// "temporary" reason is reported as sent and retried later, and every sent
+	// transaction is journaled and held in memory for a minute. Here the caller gets the
+	// pool's answer, as from a public RPC endpoint.
+	cfg.TxPool.NoLocals = true
+	cfg.TxPool.Journal = ""
 	cfg.Miner.PendingFeeRecipient = faucet
 
 	backend, err := eth.New(stack, &cfg)
@@ -260,18 +271,16 @@ func open(dir string, id uint64, key *ecdsa.PrivateKey, logger *slog.Logger) (*C
 	}
 	filterSystem := filters.NewFilterSystem(backend.APIBackend, filters.Config{})
 	stack.RegisterAPIs([]rpc.API{{Namespace: "eth", Service: filters.NewFilterAPI(filterSystem)}})
-	// Period 0 with RegisterSimulatedBeaconAPIs: a block is sealed whenever a
-	// transaction enters the pool (without that call, period 0 never mines).
+	// Period 0: the beacon seals only when asked (Commit); mineLoop asks whenever a
+	// transaction enters the pool.
 	beacon, err := catalyst.NewSimulatedBeacon(0, faucet, backend)
 	if err != nil {
 		return nil, errors.Join(err, stack.Close())
 	}
-	catalyst.RegisterSimulatedBeaconAPIs(stack, beacon)
-	stack.RegisterLifecycle(beacon)
 	if err := stack.Start(); err != nil {
 		return nil, errors.Join(err, stack.Close())
 	}
-	return &Chain{
+	c := &Chain{
 		id:     id,
 		dir:    dir,
 		log:    logger,
@@ -282,7 +291,71 @@ func open(dir string, id uint64, key *ecdsa.PrivateKey, logger *slog.Logger) (*C
 		stack:  stack,
 		eth:    backend,
 		client: ethclient.NewClient(stack.Attach()),
-	}, nil
+	}
+	c.mineLoop(beacon)
+	return c, nil
+}
+
+// mineLoop seals a block whenever transactions enter the pool, until closeNode.
+//
+// It replaces catalyst.RegisterSimulatedBeaconAPIs, whose loop does the same (that is
+// what geth --dev uses) but cannot be waited for: a seal still running while the node
+// closes dereferences a nil block and crashes the process (seen once in 20 test runs
+// under -race). It also bounds the re-sealing: geth's loop seals again for as long as
+// the pool has executable transactions, so one whose fee cap stays below the base fee
+// would make it seal empty blocks forever.
+//
+// As in geth's loop, one goroutine only reads the pool's events and another seals: the
+// pool's event feed blocks until every subscriber has received, and sealing waits for
+// the pool (Sync), so a sealer that also read the events could deadlock.
+func (c *Chain) mineLoop(beacon *catalyst.SimulatedBeacon) {
+	pool := c.eth.TxPool()
+	txs := make(chan core.NewTxsEvent, 16)
+	sub := pool.SubscribeTransactions(txs, true)
+	kick := make(chan struct{}, 1)
+	c.stopMining = make(chan struct{})
+	readDone, sealDone := make(chan struct{}), make(chan struct{})
+	c.miningDone = []chan struct{}{readDone, sealDone}
+	go func() {
+		defer close(readDone)
+		defer sub.Unsubscribe()
+		for {
+			select {
+			case <-c.stopMining:
+				return
+			case <-sub.Err():
+				return
+			case <-txs:
+				select {
+				case kick <- struct{}{}:
+				default: // a seal is already due; it will take these too
+				}
+			}
+		}
+	}()
+	go func() {
+		defer close(sealDone)
+		for {
+			select {
+			case <-c.stopMining:
+				return
+			case <-kick:
+			}
+			// Seal until the pool has nothing executable left, or sealing stops helping.
+			left := -1
+			for range 16 {
+				beacon.Commit()
+				if err := pool.Sync(); err != nil {
+					return // the pool is closing
+				}
+				n, _ := pool.Stats()
+				if n == 0 || (left >= 0 && n >= left) {
+					break
+				}
+				left = n
+			}
+		}
+	}()
 }
 
 // genesis is geth's dev genesis (every fork through Osaka active at block 0, merged at
@@ -379,8 +452,12 @@ func (c *Chain) Close() error {
 }
 
 func (c *Chain) closeNode() error {
+	close(c.stopMining)
+	for _, done := range c.miningDone {
+		<-done // no seal may run while the node closes
+	}
 	c.client.Close()
-	return c.stack.Close() // stops the beacon, then eth, then closes the databases
+	return c.stack.Close()
 }
 
 // Client returns an RPC client connected to the chain in process (no TCP port).
@@ -462,10 +539,13 @@ func (c *Chain) send(ctx context.Context, to *common.Address, value *big.Int, da
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	timeout := txTimeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, txTimeout)
+		defer cancel()
 	}
+	d, _ := ctx.Deadline()
+	timeout := time.Until(d)
 	r, err := c.client.SendTransactionSync(ctx, tx, &timeout)
 	if err != nil {
 		return nil, fmt.Errorf("send %s: %w", tx.Hash(), err)
