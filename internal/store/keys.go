@@ -237,6 +237,10 @@ func (db *DB) ListWallets(ctx context.Context, orgID string, page keys.Page) ([]
 	}
 	args = append(args, page.Limit)
 	q += ` ORDER BY w.id DESC LIMIT $` + itoa(len(args))
+	return db.queryWallets(ctx, q, args...)
+}
+
+func (db *DB) queryWallets(ctx context.Context, q string, args ...any) ([]wallets.Wallet, error) {
 	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, mapErr(err)
@@ -283,18 +287,5 @@ func (db *DB) SetWalletTags(ctx context.Context, orgID, id string, tags []string
 
 // ListWalletsOfKey lists the wallets made with a key, oldest first.
 func (db *DB) ListWalletsOfKey(ctx context.Context, orgID, keyID string) ([]wallets.Wallet, error) {
-	rows, err := db.query(ctx, `SELECT `+keyCols+`, `+walletCols+walletFrom+` WHERE w.key_id = $1 AND w.org_id = $2 ORDER BY w.id`, keyID, orgID)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	out := []wallets.Wallet{}
-	for rows.Next() {
-		var w wallets.Wallet
-		if err := scanWallet(rows, &w); err != nil {
-			return nil, mapErr(err)
-		}
-		out = append(out, w)
-	}
-	return out, mapErr(rows.Err())
+	return db.queryWallets(ctx, `SELECT `+keyCols+`, `+walletCols+walletFrom+` WHERE w.key_id = $1 AND w.org_id = $2 ORDER BY w.id`, keyID, orgID)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/countersign/countersign/internal/chains/evm"
+	"github.com/countersign/countersign/internal/chains/evm/devchain"
 	"github.com/countersign/countersign/internal/errs"
 )
 
@@ -81,23 +82,19 @@ func (r *Registry) FaucetToken(ctx context.Context, network string) (Token, erro
 
 // Fund sends native coin on a dev chain and returns the transaction hash once mined.
 func (r *Registry) Fund(ctx context.Context, network, addr string, amount *big.Int) (string, error) {
-	dc, err := r.Dev(ctx, network)
-	if err != nil {
-		return "", err
-	}
-	a, err := evm.ParseAddress(addr)
-	if err != nil {
-		return "", err
-	}
-	h, err := dc.Fund(ctx, a, amount)
-	if err != nil {
-		return "", errs.E(errs.Unavailable, "the faucet could not send", err)
-	}
-	return h.Hex(), nil
+	return r.faucet(ctx, network, addr, "the faucet could not send", func(dc *devchain.Chain, a common.Address) (common.Hash, error) {
+		return dc.Fund(ctx, a, amount)
+	})
 }
 
 // Mint mints the test token on a dev chain and returns the transaction hash once mined.
 func (r *Registry) Mint(ctx context.Context, network, addr string, amount *big.Int) (string, error) {
+	return r.faucet(ctx, network, addr, "the faucet could not mint", func(dc *devchain.Chain, a common.Address) (common.Hash, error) {
+		return dc.Mint(ctx, a, amount)
+	})
+}
+
+func (r *Registry) faucet(ctx context.Context, network, addr, failure string, send func(*devchain.Chain, common.Address) (common.Hash, error)) (string, error) {
 	dc, err := r.Dev(ctx, network)
 	if err != nil {
 		return "", err
@@ -106,9 +103,9 @@ func (r *Registry) Mint(ctx context.Context, network, addr string, amount *big.I
 	if err != nil {
 		return "", err
 	}
-	h, err := dc.Mint(ctx, a, amount)
+	h, err := send(dc, a)
 	if err != nil {
-		return "", errs.E(errs.Unavailable, "the faucet could not mint", err)
+		return "", errs.E(errs.Unavailable, failure, err)
 	}
 	return h.Hex(), nil
 }
