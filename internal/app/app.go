@@ -16,12 +16,15 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/riverqueue/river"
+
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/auth"
 	"github.com/countersign/countersign/internal/chains/registry"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/httpapi"
 	"github.com/countersign/countersign/internal/identity"
+	"github.com/countersign/countersign/internal/jobs"
 	"github.com/countersign/countersign/internal/keys"
 	"github.com/countersign/countersign/internal/secrets"
 	"github.com/countersign/countersign/internal/store"
@@ -43,6 +46,7 @@ type App struct {
 	Keys        *keys.Service
 	Wallets     *wallets.Service
 	Chains      *registry.Registry
+	Jobs        *jobs.Queue
 	API         *httpapi.Server
 	Now         func() time.Time
 }
@@ -76,12 +80,28 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 		db.Close()
 		return nil, err
 	}
-	tokenKeys, err := auth.LoadKeyring(ctx, db)
+	queue, err := jobs.New(db, log, jobs.Options{})
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	a := &App{Cfg: cfg, Log: log, DB: db, TokenKeys: tokenKeys, Now: now}
+	fail := func(err error) (*App, error) {
+		queue.Close()
+		db.Close()
+		return nil, err
+	}
+	if err := queue.Migrate(ctx); err != nil {
+		return fail(err)
+	}
+	tokenKeys, err := auth.LoadKeyring(ctx, db)
+	if err != nil {
+		return fail(err)
+	}
+	a := &App{Cfg: cfg, Log: log, DB: db, TokenKeys: tokenKeys, Jobs: queue, Now: now}
+	if err := jobs.Register(queue, &purgeWorker{a: a}); err != nil {
+		return fail(err)
+	}
+	queue.Every(10*time.Minute, purgeArgs{}, nil)
 	a.Auth = auth.NewAuthenticator(tokenKeys, db, now)
 	a.Identity = identity.NewService(db, tokenKeys, now)
 	a.UserActions = useraction.NewService(db, now)
@@ -92,8 +112,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	a.Wallets = wallets.NewService(db, a.Keys, db, now)
 	rpc, err := registry.ParseRPC(cfg.EVMRPC)
 	if err != nil {
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
 	a.Chains = registry.New(rpc, cfg.DataDir, log)
 	a.Wallets.SetChains(a.Chains)
@@ -106,8 +125,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	return a, nil
 }
 
-// Close stops the dev chains and releases the database.
-func (a *App) Close() error { return errors.Join(a.Chains.Close(), a.DB.Close()) }
+// Close stops the dev chains and releases the job queue's connections and the database.
+// Serve has stopped the queue.
+func (a *App) Close() error { return errors.Join(a.Chains.Close(), a.Jobs.Close(), a.DB.Close()) }
 
 // Listen opens the configured address (TLS when configured).
 func (a *App) Listen() (net.Listener, error) {
@@ -148,8 +168,21 @@ func (a *App) tlsConfig(addr net.Addr) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// Serve answers HTTP on ln until ctx is done, then shuts down gracefully.
+// Serve works background jobs and answers HTTP on ln until ctx is done, then shuts both
+// down gracefully.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	if err := a.Jobs.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	err := a.serveHTTP(ctx, ln)
+	// Running jobs get a grace period too; a job cut short runs again later.
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(err, a.Jobs.Stop(sctx))
+}
+
+func (a *App) serveHTTP(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           a.API,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -159,7 +192,6 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
 	}
-	go a.housekeeping(ctx)
 	if a.Cfg.DebugListen != "" {
 		go a.serveDebug(ctx)
 	}
@@ -193,21 +225,25 @@ func (a *App) serveDebug(ctx context.Context) {
 	}
 }
 
-// housekeeping deletes user actions long past use. Losing a run loses nothing: the next
-// one (or another node's) does the same work.
-func (a *App) housekeeping(ctx context.Context) {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n, err := a.DB.PurgeUserActions(ctx, a.Now().Add(-24*time.Hour)); err != nil {
-				a.Log.Warn("purging old user actions failed", "err", err)
-			} else if n > 0 {
-				a.Log.Info("purged old user actions", "count", n)
-			}
-		}
+// purgeArgs is the periodic job that deletes user actions long past use.
+type purgeArgs struct{}
+
+func (purgeArgs) Kind() string { return "purge_user_actions" }
+
+// purgeWorker runs purgeArgs. A missed or repeated run loses nothing: the next run deletes
+// the same rows.
+type purgeWorker struct {
+	river.WorkerDefaults[purgeArgs]
+	a *App
+}
+
+func (w *purgeWorker) Work(ctx context.Context, _ *river.Job[purgeArgs]) error {
+	n, err := w.a.DB.PurgeUserActions(ctx, w.a.Now().Add(-24*time.Hour))
+	if err != nil {
+		return err
 	}
+	if n > 0 {
+		w.a.Log.Info("purged old user actions", "count", n)
+	}
+	return nil
 }

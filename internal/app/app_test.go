@@ -14,7 +14,9 @@ import (
 
 	"github.com/countersign/countersign/client"
 	"github.com/countersign/countersign/internal/app"
+	"github.com/countersign/countersign/internal/app/apptest"
 	"github.com/countersign/countersign/internal/config"
+	"github.com/countersign/countersign/internal/errs"
 	"github.com/countersign/countersign/internal/testutil"
 )
 
@@ -161,4 +163,40 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Old user actions are purged by a periodic job, which also runs when a node becomes the
+// job queue's leader: a node restarted a day later purges at once.
+func TestOldUserActionsArePurgedOnStart(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		dsn, dir, clock := e.DSN(t), t.TempDir(), testutil.NewClock()
+		var orgID, actionID string
+		t.Run("first-node", func(t *testing.T) {
+			n := apptest.Start(t, e, apptest.Options{DSN: dsn, DataDir: dir, Clock: clock})
+			ch, err := n.Admin.InitUserAction(t.Context(), http.MethodPost, "/auth/pats", []byte(`{}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			orgID, actionID = n.Env.OrgID, ch.ChallengeIdentifier
+			if _, err := n.App.DB.GetUserAction(t.Context(), orgID, actionID); err != nil {
+				t.Fatalf("fresh action: %v", err)
+			}
+		})
+		clock.Advance(25 * time.Hour)
+		n := apptest.Start(t, e, apptest.Options{DSN: dsn, DataDir: dir, Clock: clock})
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, err := n.App.DB.GetUserAction(t.Context(), orgID, actionID)
+			if errs.Is(err, errs.NotFound) {
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the day-old user action was not purged")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 }

@@ -55,6 +55,9 @@ type DB struct {
 	batch  *batcher   // SQLite only
 	cache  *authCache // SQLite only
 	lock   *os.File   // SQLite only: held exclusively while open
+	// dsn opens more handles on the same database (OpenQueueConns): the PostgreSQL URL, or
+	// the SQLite file URI with its pragmas.
+	dsn string
 }
 
 // Open opens dsn: a postgres:// or postgresql:// URL selects PostgreSQL, anything else is
@@ -72,7 +75,7 @@ func Open(ctx context.Context, dsn string, ring *secrets.Ring) (*DB, error) {
 			db.Close()
 			return nil, fmt.Errorf("store: connect to PostgreSQL: %w", err)
 		}
-		return &DB{Dialect: Postgres, w: db, r: db, ring: ring}, nil
+		return &DB{Dialect: Postgres, w: db, r: db, ring: ring, dsn: dsn}, nil
 	}
 	path := strings.TrimPrefix(dsn, "sqlite://")
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -116,7 +119,7 @@ func Open(ctx context.Context, dsn string, ring *secrets.Ring) (*DB, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
-	db := &DB{Dialect: SQLite, w: w, r: r, ring: ring, cache: newAuthCache(), lock: lock}
+	db := &DB{Dialect: SQLite, w: w, r: r, ring: ring, cache: newAuthCache(), lock: lock, dsn: base}
 	db.batch = newBatcher(db)
 	return db, nil
 }
@@ -191,6 +194,12 @@ func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result
 	}
 	return t.tx.ExecContext(ctx, q, args...)
 }
+
+// SQL returns the transaction's *sql.Tx and the context to run statements on it with, for
+// code that writes its own SQL in our transaction: the job queue inserts a job in the same
+// transaction as the state change that needs it. Every statement must use the returned
+// context (see stmtCtx).
+func (t *Tx) SQL(ctx context.Context) (context.Context, *sql.Tx) { return t.stmtCtx(ctx), t.tx }
 
 // stmtCtx keeps a caller's cancellation out of a SQLite group commit: the driver interrupts
 // a statement whose context ends, and SQLite answers an interrupted write by rolling back
