@@ -116,6 +116,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	}
 	a.Chains = registry.New(rpc, cfg.DataDir, log)
 	a.Wallets.SetChains(a.Chains)
+	a.Wallets.SetTransfers(transferStore{DB: db, q: queue})
+	if err := jobs.Register(queue, &transferWorker{w: a.Wallets}); err != nil {
+		return fail(err)
+	}
 	a.API = httpapi.New(httpapi.Deps{
 		Log: log, Auth: a.Auth, UserActions: a.UserActions, Identity: a.Identity, Audit: a.Audit,
 		Keys: a.Keys, Wallets: a.Wallets,

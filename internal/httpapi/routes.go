@@ -47,6 +47,9 @@ func (s *Server) routes() {
 	s.handle("DELETE /wallets/{id}/tags", s.tagWallet(false))
 	s.handle("GET /wallets/{id}/assets", s.walletAssets)
 	s.handle("POST /wallets/{id}/signatures", s.walletSign)
+	s.handle("POST /wallets/{id}/transfers", s.createTransfer)
+	s.handle("GET /wallets/{id}/transfers", s.listTransfers)
+	s.handle("GET /wallets/{id}/transfers/{transferId}", s.getTransfer)
 	s.handle("GET /wallets/{id}/signatures", s.listSignatures("", "id"))
 	s.handle("GET /wallets/{id}/signatures/{sigId}", s.getSignature("", "id"))
 

@@ -366,7 +366,7 @@ func (s *Service) Sign(ctx context.Context, p auth.Principal, keyID string, t Ta
 // replay answers a retried request (same externalId) with the original, or 409 when the
 // retry is not the same request (dfns-api.md §6.4).
 func (s *Service) replay(prev SignatureRequest, keyID string, t Target, body []byte) (SignatureRequest, error) {
-	if prev.KeyID == keyID && prev.WalletID == t.WalletID && jsonEqual(prev.RequestBody, body) {
+	if prev.KeyID == keyID && prev.WalletID == t.WalletID && JSONEqual(prev.RequestBody, body) {
 		return prev, nil
 	}
 	return SignatureRequest{}, errs.WithDetails(
@@ -374,9 +374,9 @@ func (s *Service) replay(prev SignatureRequest, keyID string, t Target, body []b
 		map[string]any{"duplicate": map[string]string{"id": prev.ID, "externalId": prev.ExternalID}})
 }
 
-// jsonEqual compares two JSON documents by value, so key order and spacing of a retry do
+// JSONEqual compares two JSON documents by value, so key order and spacing of a retry do
 // not matter.
-func jsonEqual(a, b []byte) bool {
+func JSONEqual(a, b []byte) bool {
 	var x, y any
 	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
 		return bytes.Equal(a, b)
@@ -441,4 +441,10 @@ func (s *Service) ListSignatures(ctx context.Context, p auth.Principal, keyID, w
 		items, next = items[:page.Limit], items[page.Limit-1].ID
 	}
 	return items, next, nil
+}
+
+// SignHash signs a 32-byte digest with key k (ECDSA secp256k1), for services that build
+// the payload themselves (wallet transfers).
+func (s *Service) SignHash(ctx context.Context, k Key, digest []byte) (Signature, error) {
+	return s.signer.SignHash(ctx, k.Ref(), digest)
 }

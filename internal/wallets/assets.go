@@ -13,6 +13,7 @@ import (
 
 // Chains reads balances and runs the dev faucet (implemented by chains/registry).
 type Chains interface {
+	Get(ctx context.Context, network string) (*registry.Backend, error)
 	Balances(ctx context.Context, network, addr string) ([]registry.Asset, error)
 	FaucetToken(ctx context.Context, network string) (registry.Token, error)
 	Fund(ctx context.Context, network, addr string, amount *big.Int) (string, error)

@@ -55,6 +55,8 @@ type Service struct {
 	kst    keys.Store
 	chains Chains
 	now    func() time.Time
+
+	transfers TransferStore
 }
 
 // NewService wires the wallets service.
