@@ -103,7 +103,8 @@ func (m *migrateCmd) Run() error {
 
 type benchCmd struct {
 	Env         string        `help:"bootstrap.env of the server to drive." default:"./countersign-data/bootstrap.env"`
-	Op          string        `help:"signed-write (init, sign, action, write), read, or sign (a Hash signature with a secp256k1 key, whole user action flow)." default:"signed-write" enum:"signed-write,read,sign"`
+	Op          string        `help:"signed-write (init, sign, action, write), read, or sign (a Hash signature with a secp256k1 key, whole user action flow)." default:"signed-write" enum:"signed-write,read,sign,transfer"`
+	Network     string        `help:"EVM network for --op transfer (must run on the dev chain: the faucet funds the sender)." default:"EthereumSepolia"`
 	Concurrency int           `help:"Concurrent workers." default:"16"`
 	Duration    time.Duration `help:"How long to measure." default:"10s"`
 	Warmup      time.Duration `help:"Load before measuring." default:"2s"`
@@ -128,7 +129,7 @@ func (b *benchCmd) Run() error {
 		pool.AppendCertsFromPEM(pemBytes)
 		c.HTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	}
-	res, err := bench.Run(context.Background(), c, bench.Options{Op: b.Op, Concurrency: b.Concurrency, Duration: b.Duration, Warmup: b.Warmup})
+	res, err := bench.Run(context.Background(), c, bench.Options{Op: b.Op, Concurrency: b.Concurrency, Duration: b.Duration, Warmup: b.Warmup, Network: b.Network})
 	if err != nil {
 		return err
 	}

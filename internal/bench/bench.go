@@ -24,10 +24,18 @@ import (
 
 // Options select the load.
 type Options struct {
-	Op          string // signed-write | read | sign
+	Op          string // signed-write | read | sign | transfer
 	Concurrency int
 	Duration    time.Duration
 	Warmup      time.Duration
+	Network     string // for transfer: an EVM network on the dev chain (default EthereumSepolia)
+}
+
+func (o Options) network() string {
+	if o.Network == "" {
+		return "EthereumSepolia"
+	}
+	return o.Network
 }
 
 // Result is what a run measured.
@@ -113,8 +121,27 @@ func Run(ctx context.Context, c *client.Client, o Options) (Result, error) {
 			h := sha256.Sum256([]byte(strconv.Itoa(n)))
 			return cc.Do(ctx, http.MethodPost, path, map[string]string{"kind": "Hash", "hash": "0x" + hex.EncodeToString(h[:])}, nil)
 		}
+	case "transfer":
+		// The full user action flow around POST /wallets/{id}/transfers (Native, 1 wei) on a
+		// wallet funded by the dev faucet: balance check, nonce, signing, row and job. The
+		// broadcast and confirmation run in the background and are not timed.
+		var w struct {
+			ID      string `json:"id"`
+			Address string `json:"address"`
+		}
+		if err := cc.Do(ctx, http.MethodPost, "/wallets", map[string]string{"network": o.network(), "name": "bench"}, &w); err != nil {
+			return Result{}, fmt.Errorf("bench: create wallet: %w", err)
+		}
+		if err := cc.Do(ctx, http.MethodPost, "/dev/faucet", map[string]string{"network": o.network(), "address": w.Address,
+			"amount": "1000000000000000000000"}, nil); err != nil {
+			return Result{}, fmt.Errorf("bench: fund wallet (needs a dev chain): %w", err)
+		}
+		path := "/wallets/" + w.ID + "/transfers"
+		op = func(ctx context.Context, _ int) error {
+			return cc.Do(ctx, http.MethodPost, path, map[string]string{"kind": "Native", "to": "0x000000000000000000000000000000000000dEaD", "amount": "1"}, nil)
+		}
 	default:
-		return Result{}, fmt.Errorf("bench: unknown op %q (signed-write, read, sign)", o.Op)
+		return Result{}, fmt.Errorf("bench: unknown op %q (signed-write, read, sign, transfer)", o.Op)
 	}
 
 	if o.Warmup > 0 {

@@ -373,18 +373,28 @@ func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 func (db *DB) Ping(ctx context.Context) error { return db.r.PingContext(ctx) }
 
 // snapshotTables are every table of ours, in a fixed order.
-var snapshotTables = []string{"orgs", "bootstrap", "users", "credentials", "access_tokens", "user_actions", "audit_log", "server_keys", "keys", "wallets", "signature_requests"}
+var snapshotTables = []string{"orgs", "bootstrap", "users", "credentials", "access_tokens", "user_actions", "audit_log", "server_keys", "keys", "wallets", "signature_requests", "evm_nonces", "transfers"}
 
 // Snapshot returns a digest of every row of every table. Tests use it to prove that a
 // refused request changed nothing; operators can use it to compare two databases.
 func (db *DB) Snapshot(ctx context.Context) (string, error) {
 	h := sha256.New()
 	for _, t := range snapshotTables {
-		rows, err := db.w.QueryContext(ctx, `SELECT * FROM `+t+` ORDER BY 1`)
+		probe, err := db.w.QueryContext(ctx, `SELECT * FROM `+t+` LIMIT 0`)
 		if err != nil {
 			return "", mapErr(err)
 		}
-		cols, _ := rows.Columns()
+		cols, _ := probe.Columns()
+		probe.Close()
+		order := make([]string, len(cols))
+		for i := range cols {
+			order[i] = itoa(i + 1)
+		}
+		// Order by every column: some keys are composite, and the digest must not depend on scan order.
+		rows, err := db.w.QueryContext(ctx, `SELECT * FROM `+t+` ORDER BY `+strings.Join(order, ", "))
+		if err != nil {
+			return "", mapErr(err)
+		}
 		vals := make([]any, len(cols))
 		ptrs := make([]any, len(cols))
 		for i := range vals {
