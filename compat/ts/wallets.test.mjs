@@ -33,6 +33,7 @@ import {
   keccak256,
   need,
   pathOf,
+  raw,
   rlpDecode,
   rlpEncode,
   secpPoint,
@@ -41,6 +42,7 @@ import {
   selfTestEvmTools,
   shapeIssue,
   shapeIssueSummary,
+  sleep,
   startServer,
   step,
   stopServer,
@@ -59,7 +61,7 @@ const TO = '0x000000000000000000000000000000000000dEaD';
 // ---------------------------------------------------------------------------------------------------------------
 const USED_METHODS = {
   keys: ['createKey', 'listKeys', 'getKey', 'updateKey', 'deleteKey', 'generateSignature', 'listSignatures', 'getSignature'],
-  wallets: ['createWallet', 'listWallets', 'getWallet', 'updateWallet', 'tagWallet', 'untagWallet', 'generateSignature', 'listSignatures', 'getSignature'],
+  wallets: ['createWallet', 'listWallets', 'getWallet', 'updateWallet', 'tagWallet', 'untagWallet', 'generateSignature', 'listSignatures', 'getSignature', 'transferAsset', 'getTransfer', 'listTransfers', 'getWalletAssets'],
 };
 function sdk(group, method) {
   const g = admin.client[group];
@@ -586,6 +588,169 @@ describe(`countersign keys and EVM wallets with the official @dfns/sdk ${SDK_VER
       assert.ok(isStr(page.nextPageToken) && page.nextPageToken.length > 0, 'several signatures exist, so limit 1 needs a nextPageToken');
       const otherList = await sdk('wallets', 'listSignatures')({ walletId: need(W.other, 'second wallet').id });
       assert.deepEqual(otherList?.items, [], "the second wallet has made no signatures, so its list is empty");
+    });
+  });
+
+  // Transfers on the embedded dev chain (README "The embedded dev chain", "Transfers"): a fresh wallet funded by the
+  // dev faucet sends native coin and the built-in TEST ERC-20 through wallets.transferAsset; each transfer is followed
+  // to Confirmed with wallets.getTransfer, and the balances from wallets.getWalletAssets must show exactly the amounts
+  // and fees the transfer requests report.
+  const X = {}; // wallet, token {contract, symbol, decimals}, startNative, native, erc20 (bodies and confirmed transfers)
+  const XFR_STATUSES = ['Pending', 'Executing', 'Broadcasted', 'Confirmed', 'Failed', 'Rejected'];
+  const ONE_ETH = 1_000_000_000_000_000_000n;
+  const NATIVE_AMOUNT = 1_000_000_000_000n;
+  const INT = /^(0|[1-9][0-9]*)$/;
+  const sameAddr = (a, b) => isStr(a) && isStr(b) && a.toLowerCase() === b.toLowerCase();
+
+  // TransferAssetResponse / GetTransferResponse / ListTransfersResponse.items[] as @dfns/sdk declares them.
+  function assertTransfer(what, tr, { body, asset }) {
+    assert.ok(tr && typeof tr === 'object', `${what}: transfer request must be an object, got ${clip(JSON.stringify(tr))}`);
+    const j = clip(JSON.stringify(tr), 900);
+    assert.ok(isStr(tr.id) && tr.id.startsWith('xfr-'), `${what}: id must be a string starting "xfr-": ${j}`);
+    assert.equal(tr.walletId, X.wallet.id, `${what}: walletId: ${j}`);
+    assert.equal(tr.network, NETWORK, `${what}: network: ${j}`);
+    assert.ok(isStr(tr.requester?.userId) && tr.requester.userId.length > 0, `${what}: requester.userId must be a non-empty string: ${j}`);
+    if (tr.requester.tokenId !== undefined) assert.ok(isStr(tr.requester.tokenId), `${what}: requester.tokenId, if present, must be a string: ${j}`);
+    assert.deepEqual(tr.requestBody, body, `${what}: requestBody must echo the request body: ${j}`);
+    assert.ok(tr.metadata && typeof tr.metadata === 'object', `${what}: metadata must be an object: ${j}`);
+    assert.ok(tr.metadata.asset && typeof tr.metadata.asset === 'object', `${what}: metadata.asset must be an object: ${j}`);
+    const a = tr.metadata.asset;
+    if (a.symbol !== undefined) assert.ok(isStr(a.symbol), `${what}: metadata.asset.symbol, if present, must be a string: ${j}`);
+    if (a.symbol !== undefined && asset.symbol !== undefined) assert.equal(a.symbol, asset.symbol, `${what}: metadata.asset.symbol, if present: ${j}`);
+    if (a.decimals !== undefined) assert.equal(a.decimals, asset.decimals, `${what}: metadata.asset.decimals, if present: ${j}`);
+    if (a.verified !== undefined) assert.ok(isBool(a.verified), `${what}: metadata.asset.verified, if present, must be a boolean: ${j}`);
+    assert.ok(XFR_STATUSES.includes(tr.status), `${what}: status must be one of ${XFR_STATUSES.join('|')}: ${j}`);
+    assert.ok(!['Failed', 'Rejected'].includes(tr.status), `${what}: status ${tr.status} (reason ${JSON.stringify(tr.reason)}): ${j}`);
+    assert.ok(isStr(tr.dateRequested) && ISO.test(tr.dateRequested), `${what}: dateRequested must be an ISO-8601 string: ${j}`);
+    for (const f of ['datePolicyResolved', 'dateBroadcasted', 'dateConfirmed'])
+      if (tr[f] !== undefined) assert.ok(isStr(tr[f]) && ISO.test(tr[f]), `${what}: ${f}, if present, must be an ISO-8601 string: ${j}`);
+    for (const f of ['reason', 'txHash', 'fee', 'approvalId', 'externalId', 'feeSponsorId', 'replacementId'])
+      if (tr[f] !== undefined) assert.ok(isStr(tr[f]), `${what}: ${f}, if present, must be a string: ${j}`);
+    if (body.externalId !== undefined) assert.equal(tr.externalId, body.externalId, `${what}: externalId must be echoed: ${j}`);
+    if (tr.details !== undefined) assert.ok(tr.details && typeof tr.details === 'object', `${what}: details, if present, must be an object: ${j}`);
+    if (tr.status === 'Confirmed') {
+      assert.match(tr.txHash ?? '', HEX32, `${what}: a Confirmed transfer's txHash must be 0x + 64 lower-case hex digits: ${j}`);
+      assert.ok(isStr(tr.fee) && INT.test(tr.fee) && BigInt(tr.fee) > 0n, `${what}: a Confirmed transfer's fee must be a positive integer string (wei): ${j}`);
+    }
+  }
+  async function assets(what) {
+    const res = await sdk('wallets', 'getWalletAssets')({ walletId: X.wallet.id });
+    const j = clip(JSON.stringify(res), 900);
+    assert.equal(res?.walletId, X.wallet.id, `${what}: walletId: ${j}`);
+    assert.equal(res?.network, NETWORK, `${what}: network: ${j}`);
+    assert.ok(Array.isArray(res.assets), `${what}: assets must be an array: ${j}`);
+    for (const a of res.assets) {
+      assert.ok(isStr(a?.kind), `${what}: every asset needs a kind: ${j}`);
+      assert.ok(typeof a.decimals === 'number', `${what}: every asset needs decimals (number): ${j}`);
+      assert.ok(isStr(a.balance) && INT.test(a.balance), `${what}: every asset needs balance (integer string): ${j}`);
+      if (a.kind === 'Erc20') assert.ok(isStr(a.contract), `${what}: an Erc20 asset needs contract: ${j}`);
+    }
+    const natives = res.assets.filter((a) => a.kind === 'Native');
+    assert.equal(natives.length, 1, `${what}: exactly one Native asset: ${j}`);
+    assert.equal(natives[0].decimals, 18, `${what}: Native decimals: ${j}`);
+    const tokens = res.assets.filter((a) => a.kind === 'Erc20' && sameAddr(a.contract, X.token.contract));
+    assert.ok(tokens.length <= 1, `${what}: the TEST token listed more than once: ${j}`);
+    if (tokens[0]) assert.equal(tokens[0].decimals, X.token.decimals, `${what}: TEST token decimals: ${j}`);
+    return { native: BigInt(natives[0].balance), token: tokens[0] ? BigInt(tokens[0].balance) : 0n, raw: res };
+  }
+  async function waitConfirmed(what, transferId, opts) {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const tr = await sdk('wallets', 'getTransfer')({ walletId: X.wallet.id, transferId });
+      assertTransfer(`${what} getTransfer`, tr, opts);
+      assert.equal(tr.id, transferId, `${what}: getTransfer id`);
+      if (tr.status === 'Confirmed') return tr;
+      assert.ok(Date.now() < deadline, `${what}: not Confirmed within 20 s; last: ${clip(JSON.stringify(tr))}`);
+      await sleep(200);
+    }
+  }
+
+  describe('transfers on the EthereumSepolia dev chain', () => {
+    step('a new wallet funded by the dev faucet: 1 ETH and 5000 TEST; getWalletAssets shows both', async () => {
+      const w = await sdk('wallets', 'createWallet')({ body: { network: NETWORK, name: `compat-xfr-${uniq()}` } });
+      checkWallet('createWallet(transfers)', w);
+      assert.ok(isStr(w?.address) && /^0x[0-9a-fA-F]{40}$/.test(w.address), `wallet address: ${clip(JSON.stringify(w))}`);
+      const info = await raw('GET', `/dev/faucet?network=${NETWORK}`, { token: admin.token });
+      assert.equal(info.status, 200, `${info.what} -> ${info.status} ${clip(info.text)}`);
+      assert.equal(info.json?.network, NETWORK, `${info.what}: network: ${clip(info.text)}`);
+      const token = info.json?.token;
+      assert.match(token?.contract ?? '', /^0x[0-9a-fA-F]{40}$/, `${info.what}: token.contract: ${clip(info.text)}`);
+      assert.equal(token.symbol, 'TEST', `${info.what}: token.symbol`);
+      assert.equal(token.decimals, 6, `${info.what}: token.decimals`);
+      for (const body of [
+        { network: NETWORK, address: w.address, amount: ONE_ETH.toString() },
+        { network: NETWORK, address: w.address, amount: '5000', contract: token.contract },
+      ]) {
+        const res = await raw('POST', '/dev/faucet', { token: admin.token, body: JSON.stringify(body) });
+        assert.equal(res.status, 200, `${res.what} ${JSON.stringify(body)} -> ${res.status} ${clip(res.text)}`);
+        assert.match(res.json?.txHash ?? '', /^0x[0-9a-fA-F]{64}$/, `${res.what}: txHash: ${clip(res.text)}`);
+      }
+      X.wallet = w;
+      X.token = token;
+      const bal = await assets('getWalletAssets(after faucet)');
+      assert.equal(bal.native, ONE_ETH, `native balance after the faucet: ${clip(JSON.stringify(bal.raw))}`);
+      assert.equal(bal.token, 5000n, `TEST balance after the faucet: ${clip(JSON.stringify(bal.raw))}`);
+      X.startNative = bal.native;
+    });
+
+    step('transferAsset Native and Erc20 -> xfr- requests that echo the body; getTransfer follows each to Confirmed with txHash and fee', async () => {
+      need(X.wallet, 'funded wallet');
+      X.native = { body: { kind: 'Native', to: TO, amount: NATIVE_AMOUNT.toString(), externalId: `compat-xfr-native-${uniq()}` }, asset: { decimals: 18 } };
+      X.erc20 = { body: { kind: 'Erc20', contract: X.token.contract, to: TO, amount: '100', externalId: `compat-xfr-erc20-${uniq()}` }, asset: { symbol: 'TEST', decimals: 6 } };
+      for (const [what, x] of [['Native', X.native], ['Erc20', X.erc20]]) {
+        const tr = await sdk('wallets', 'transferAsset')({ walletId: X.wallet.id, body: { ...x.body } });
+        assertTransfer(`transferAsset(${what})`, tr, x);
+        const ua = wire.filter((e) => e.via === 'sdk' && e.method === 'POST' && pathOf(e.url) === `/wallets/${X.wallet.id}/transfers`).at(-1);
+        assert.ok(ua?.userAction, 'the SDK sends transferAsset with an x-dfns-useraction header');
+        x.created = tr;
+      }
+      for (const [what, x] of [['Native', X.native], ['Erc20', X.erc20]]) {
+        x.confirmed = await waitConfirmed(what, x.created.id, x);
+        for (const f of ['id', 'walletId', 'network', 'dateRequested', 'externalId'])
+          assert.equal(x.confirmed[f], x.created[f], `${what}: getTransfer ${f} must equal transferAsset's`);
+        assert.deepEqual(x.confirmed.requester, x.created.requester, `${what}: requester`);
+      }
+      assert.notEqual(X.native.confirmed.txHash, X.erc20.confirmed.txHash, 'two transfers, two transactions');
+    });
+
+    step('replaying transferAsset with the same externalId and body returns the same transfer', async () => {
+      for (const [what, x] of [['Native', X.native], ['Erc20', X.erc20]]) {
+        need(x?.confirmed, `confirmed ${what} transfer`);
+        const again = await sdk('wallets', 'transferAsset')({ walletId: X.wallet.id, body: { ...x.body } });
+        assertTransfer(`transferAsset(${what}, replay)`, again, x);
+        assert.equal(again.id, x.created.id, `${what}: a replay with the same externalId and body must return the original transfer`);
+        if (again.txHash !== undefined) assert.equal(again.txHash, x.confirmed.txHash, `${what}: replay txHash`);
+      }
+    });
+
+    step('getWalletAssets: native reduced by exactly 1e12 + both fees, TEST balance 4900', async () => {
+      const n = need(X.native?.confirmed, 'confirmed Native transfer');
+      const e = need(X.erc20?.confirmed, 'confirmed Erc20 transfer');
+      const bal = await assets('getWalletAssets(after transfers)');
+      const want = X.startNative - NATIVE_AMOUNT - BigInt(n.fee) - BigInt(e.fee);
+      assert.equal(
+        bal.native,
+        want,
+        `native balance must be ${X.startNative} - ${NATIVE_AMOUNT} - fee ${n.fee} (Native) - fee ${e.fee} (Erc20) = ${want}; difference ${bal.native - want}`,
+      );
+      assert.equal(bal.token, 4900n, `TEST balance after sending 100 of 5000: ${clip(JSON.stringify(bal.raw))}`);
+    });
+
+    step('listTransfers contains both transfers, as getTransfer returns them', async () => {
+      const n = need(X.native?.confirmed, 'confirmed Native transfer');
+      const e = need(X.erc20?.confirmed, 'confirmed Erc20 transfer');
+      const list = await sdk('wallets', 'listTransfers')({ walletId: X.wallet.id });
+      assert.ok(Array.isArray(list?.items), `items must be an array: ${clip(JSON.stringify(list))}`);
+      if (list.nextPageToken !== undefined) assert.ok(isStr(list.nextPageToken), 'nextPageToken, if present, must be a string');
+      const ids = list.items.map((x) => x?.id);
+      assert.equal(new Set(ids).size, ids.length, `no transfer listed twice: ${ids.join(', ')}`);
+      assert.equal(ids.length, 2, `the wallet made two transfers (the replays must not add any): ${ids.join(', ')}`);
+      for (const [what, x, tr] of [['Native', X.native, n], ['Erc20', X.erc20, e]]) {
+        const item = list.items.find((i) => i?.id === tr.id);
+        assert.ok(item, `${what} transfer ${tr.id} not in listTransfers: ${ids.join(', ')}`);
+        assertTransfer(`listTransfers(${what})`, item, x);
+        for (const f of ['status', 'txHash', 'fee', 'dateRequested']) assert.equal(item[f], tr[f], `listTransfers ${what} ${f}`);
+      }
     });
   });
 
