@@ -175,6 +175,9 @@ func (a *App) tlsConfig(addr net.Addr) (*tls.Config, error) {
 // Serve works background jobs and answers HTTP on ln until ctx is done, then shuts both
 // down gracefully.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	if a.Cfg.NoJobs { // an API-only node: jobs it queues are worked by the others
+		return a.serveHTTP(ctx, ln)
+	}
 	if err := a.Jobs.Start(ctx); err != nil {
 		ln.Close()
 		return err

@@ -28,6 +28,7 @@ type Config struct {
 	LogLevel      string        `name:"log-level" help:"debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"COUNTERSIGN_LOG_LEVEL"`
 	EVMRPC        []string      `name:"evm-rpc" help:"RPC endpoint of an EVM network, as Network=URL (repeatable). Every other EVM network runs on an embedded dev chain." env:"COUNTERSIGN_EVM_RPC"`
 	DebugListen   string        `name:"debug-listen" help:"Serve /debug/pprof on this address (off when empty; keep it on loopback)." env:"COUNTERSIGN_DEBUG_LISTEN"`
+	NoJobs        bool          `name:"no-jobs" help:"Serve the API but work no background jobs (other nodes on the same database work them)." env:"COUNTERSIGN_NO_JOBS"`
 	NoBootstrap   bool          `name:"no-bootstrap" help:"Do not create the first organization and admin service account." env:"COUNTERSIGN_NO_BOOTSTRAP"`
 }
 

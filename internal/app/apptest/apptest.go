@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +27,12 @@ type Node struct {
 	Env   *client.Env
 	Clock *testutil.Clock
 	Dir   string
+	stop  func()
 }
+
+// Stop shuts the node down (graceful, like SIGTERM) before the test ends, so another node
+// can open the same SQLite database and data directory.
+func (n *Node) Stop() { n.stop() }
 
 // Options adjust Start.
 type Options struct {
@@ -34,6 +40,7 @@ type Options struct {
 	DataDir string          // data dir (shares master key and bootstrap files); fresh when empty
 	Clock   *testutil.Clock // injected clock; a fresh one when nil
 	Log     io.Writer       // server log; discarded when nil (set COUNTERSIGN_TEST_LOG=1 to see it)
+	NoJobs  bool            // serve the API only; queued jobs wait for a node that works them
 }
 
 // Start runs a node until t ends.
@@ -59,7 +66,7 @@ func Start(t testing.TB, e testutil.Engine, o Options) *Node {
 	}
 	cfg := config.Config{
 		Listen: "127.0.0.1:0", DataDir: o.DataDir, Database: o.DSN, RPID: "localhost", RPName: "countersign",
-		ChallengeTTL: 5 * time.Minute, LogLevel: "info",
+		ChallengeTTL: 5 * time.Minute, LogLevel: "info", NoJobs: o.NoJobs,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, log, app.Options{Now: o.Clock.Now})
@@ -77,12 +84,13 @@ func Start(t testing.TB, e testutil.Engine, o Options) *Node {
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx, ln) }()
-	t.Cleanup(func() {
+	n := &Node{App: a, URL: url, Clock: o.Clock, Dir: o.DataDir}
+	n.stop = sync.OnceFunc(func() {
 		cancel()
 		<-done
 		a.Close()
 	})
-	n := &Node{App: a, URL: url, Clock: o.Clock, Dir: o.DataDir}
+	t.Cleanup(n.Stop)
 	env, err := client.LoadEnv(filepath.Join(o.DataDir, "bootstrap.env"))
 	if err != nil {
 		t.Fatal(err)
