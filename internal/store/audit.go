@@ -64,20 +64,7 @@ func (db *DB) ListAudit(ctx context.Context, orgID string, f audit.Filter) ([]au
 	args = append(args, f.Limit)
 	q := `SELECT ` + auditCols + auditFrom + ` WHERE ` + strings.Join(where, " AND ") +
 		` ORDER BY a.created_at DESC, a.id DESC LIMIT $` + itoa(len(args))
-	rows, err := db.query(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	out := []audit.Entry{}
-	for rows.Next() {
-		var e audit.Entry
-		if err := scanAudit(rows, &e); err != nil {
-			return nil, mapErr(err)
-		}
-		out = append(out, e)
-	}
-	return out, mapErr(rows.Err())
+	return queryAll(ctx, db, scanAudit, q, args...)
 }
 
 // GetAudit returns one entry of the organization.

@@ -54,20 +54,7 @@ func (db *DB) ListKeys(ctx context.Context, orgID string, page keys.Page) ([]key
 	}
 	args = append(args, page.Limit)
 	q += ` ORDER BY k.id DESC LIMIT $` + itoa(len(args))
-	rows, err := db.query(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	out := []keys.Key{}
-	for rows.Next() {
-		var k keys.Key
-		if err := scanKey(rows, &k); err != nil {
-			return nil, mapErr(err)
-		}
-		out = append(out, k)
-	}
-	return out, mapErr(rows.Err())
+	return queryAll(ctx, db, func(s scanner, k *keys.Key) error { return scanKey(s, k) }, q, args...)
 }
 
 // UpdateKey renames a key.
@@ -169,20 +156,7 @@ func (db *DB) ListSignatureRequests(ctx context.Context, orgID, keyID, walletID 
 	}
 	args = append(args, page.Limit)
 	q += ` ORDER BY id DESC LIMIT $` + itoa(len(args))
-	rows, err := db.query(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	out := []keys.SignatureRequest{}
-	for rows.Next() {
-		var r keys.SignatureRequest
-		if err := scanSig(rows, &r); err != nil {
-			return nil, mapErr(err)
-		}
-		out = append(out, r)
-	}
-	return out, mapErr(rows.Err())
+	return queryAll(ctx, db, scanSig, q, args...)
 }
 
 const walletCols = `w.id, w.org_id, w.network, COALESCE(w.address, ''), COALESCE(w.name, ''), w.status,
@@ -241,20 +215,7 @@ func (db *DB) ListWallets(ctx context.Context, orgID string, page keys.Page) ([]
 }
 
 func (db *DB) queryWallets(ctx context.Context, q string, args ...any) ([]wallets.Wallet, error) {
-	rows, err := db.query(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	out := []wallets.Wallet{}
-	for rows.Next() {
-		var w wallets.Wallet
-		if err := scanWallet(rows, &w); err != nil {
-			return nil, mapErr(err)
-		}
-		out = append(out, w)
-	}
-	return out, mapErr(rows.Err())
+	return queryAll(ctx, db, scanWallet, q, args...)
 }
 
 // UpdateWallet changes a wallet's name or externalId ("" clears it).

@@ -114,20 +114,7 @@ func (db *DB) ListTransfers(ctx context.Context, orgID, walletID string, page ke
 	}
 	args = append(args, page.Limit)
 	q += ` ORDER BY id DESC LIMIT $` + itoa(len(args))
-	rows, err := db.query(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	out := []wallets.Transfer{}
-	for rows.Next() {
-		var t wallets.Transfer
-		if err := scanTransfer(rows, &t); err != nil {
-			return nil, mapErr(err)
-		}
-		out = append(out, t)
-	}
-	return out, mapErr(rows.Err())
+	return queryAll(ctx, db, scanTransfer, q, args...)
 }
 
 // UpdateTransferStatus records a transfer's progress. A final status is never changed.
