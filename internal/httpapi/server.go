@@ -104,43 +104,50 @@ func (s *Server) handle(pattern string, h handlerFunc, opts ...routeOpt) {
 	})
 }
 
+// serve runs the middleware chain and the handler. A request whose user action was consumed
+// gets its final status recorded in the audit entry before the answer goes out (so a client
+// that has its answer also sees the entry finished), a handler panic included.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, needAuth, needUA bool) {
 	reqID := s.node + "-" + strconv.FormatUint(s.reqSeq.Add(1), 36)
-	defer func() {
-		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
-				panic(v)
-			}
-			s.writeError(w, r, reqID, errs.E(errs.Internal, "internal error", errors.New("panic: "+strings.TrimSpace(slogValue(v)))))
-		}
-	}()
 	c := &call{code: http.StatusOK}
-	var err error
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		if c.body, err = readBody(w, r); err != nil {
-			s.writeError(w, r, reqID, err)
-			return
+	auditID := ""
+	out, err := func() (out any, err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					if auditID != "" {
+						s.finishAudit(r, auditID, 499)
+					}
+					panic(v)
+				}
+				err = errs.E(errs.Internal, "internal error", errors.New("panic: "+strings.TrimSpace(slogValue(v))))
+			}
+		}()
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if c.body, err = readBody(w, r); err != nil {
+				return nil, err
+			}
 		}
-	}
-	ctx := r.Context()
-	if needAuth {
-		if c.p, err = s.Auth.Authenticate(ctx, r.Header.Get("Authorization")); err != nil {
-			s.writeError(w, r, reqID, err)
-			return
+		if needAuth {
+			if c.p, err = s.Auth.Authenticate(r.Context(), r.Header.Get("Authorization")); err != nil {
+				return nil, err
+			}
+			r = r.WithContext(auth.WithPrincipal(r.Context(), c.p))
 		}
-		ctx = auth.WithPrincipal(ctx, c.p)
-		r = r.WithContext(ctx)
-	}
-	if needUA {
-		_, auditID, err := s.UserActions.Consume(ctx, c.p, r.Header.Get("X-DFNS-USERACTION"), r.Method, r.RequestURI, c.body)
+		if needUA {
+			if _, auditID, err = s.UserActions.Consume(r.Context(), c.p, r.Header.Get("X-DFNS-USERACTION"), r.Method, r.RequestURI, c.body); err != nil {
+				return nil, err
+			}
+		}
+		return h(r, c)
+	}()
+	if auditID != "" {
+		code := c.code
 		if err != nil {
-			s.writeError(w, r, reqID, err)
-			return
+			code = status(errs.KindOf(err))
 		}
-		s.serveAudited(w, r, reqID, h, c, auditID)
-		return
+		s.finishAudit(r, auditID, code)
 	}
-	out, err := h(r, c)
 	if err != nil {
 		s.writeError(w, r, reqID, err)
 		return
@@ -148,40 +155,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, ne
 	writeJSON(w, c.code, out)
 }
 
-// serveAudited runs a handler whose user action was consumed and records the final status
-// in its audit entry before the answer goes out (so a client that has its answer also sees
-// the entry finished), a panic included.
-func (s *Server) serveAudited(w http.ResponseWriter, r *http.Request, reqID string, h handlerFunc, c *call, auditID string) {
-	finish := func(code int) {
-		// The request's own context may be gone once the client hung up; the audit must not.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-		defer cancel()
-		if err := s.Audit.Finish(actx, auditID, code); err != nil {
-			s.log.Error("audit finish failed", "audit", auditID, "err", err)
-		}
+// finishAudit records a signed request's final status. The request's own context may be
+// gone once the client hung up; the audit must not be.
+func (s *Server) finishAudit(r *http.Request, auditID string, code int) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
+	if err := s.Audit.Finish(ctx, auditID, code); err != nil {
+		s.log.Error("audit finish failed", "audit", auditID, "err", err)
 	}
-	var out any
-	var err error
-	func() {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					finish(499)
-					panic(v)
-				}
-				err = errs.E(errs.Internal, "internal error", errors.New("panic: "+strings.TrimSpace(slogValue(v))))
-			}
-		}()
-		out, err = h(r, c)
-	}()
-	if err != nil {
-		code := status(errs.KindOf(err))
-		finish(code)
-		s.writeError(w, r, reqID, err)
-		return
-	}
-	finish(c.code)
-	writeJSON(w, c.code, out)
 }
 
 func slogValue(v any) string {

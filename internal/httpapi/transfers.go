@@ -38,8 +38,8 @@ func toTransfer(t wallets.Transfer) transferJSON {
 		Requester:   requesterJSON{UserID: t.RequesterUserID, TokenID: t.RequesterTokenID},
 		RequestBody: t.RequestBody, Status: t.Status, Reason: t.Reason, Fee: t.Fee, ExternalID: t.ExternalID,
 		DateRequested:   jsTime(t.CreatedAt),
-		DateBroadcasted: optTime(t.BroadcastedAt, jsTime(t.BroadcastedAt)),
-		DateConfirmed:   optTime(t.ConfirmedAt, jsTime(t.ConfirmedAt))}
+		DateBroadcasted: optTime(t.BroadcastedAt),
+		DateConfirmed:   optTime(t.ConfirmedAt)}
 	// The hash is known from signing, but reported once the transaction is on its way.
 	if t.Status != wallets.Executing {
 		out.TxHash = t.TxHash

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/countersign/countersign/internal/errs"
 	"github.com/countersign/countersign/internal/keys"
@@ -64,16 +65,17 @@ type signatureJSON struct {
 	DateSigned    string               `json:"dateSigned,omitempty"`
 }
 
-func optTime(t interface{ IsZero() bool }, s string) string {
+// optTime formats t, or gives "" (field omitted) for the zero time.
+func optTime(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return s
+	return jsTime(t)
 }
 
 func toKey(k keys.Key) keyJSON {
 	return keyJSON{ID: k.ID, Scheme: k.Scheme, Curve: k.Curve, PublicKey: hex.EncodeToString(k.PublicKey), Name: k.Name,
-		Status: k.Status, Custodial: true, DateCreated: jsTime(k.CreatedAt), DateDeleted: optTime(k.DeletedAt, jsTime(k.DeletedAt))}
+		Status: k.Status, Custodial: true, DateCreated: jsTime(k.CreatedAt), DateDeleted: optTime(k.DeletedAt)}
 }
 
 func toWallet(w wallets.Wallet) walletJSON {
@@ -84,14 +86,14 @@ func toWallet(w wallets.Wallet) walletJSON {
 	return walletJSON{ID: w.ID, Network: w.Network, Address: w.Address,
 		SigningKey: signingKeyJSON{ID: w.Key.ID, Scheme: w.Key.Scheme, Curve: w.Key.Curve, PublicKey: hex.EncodeToString(w.Key.PublicKey)},
 		Status:     w.Status, DateCreated: jsTime(w.CreatedAt), Name: w.Name, Custodial: true, ExternalID: w.ExternalID, Tags: tags,
-		DateDeleted: optTime(w.Key.DeletedAt, jsTime(w.Key.DeletedAt))}
+		DateDeleted: optTime(w.Key.DeletedAt)}
 }
 
 func toSignature(r keys.SignatureRequest) signatureJSON {
 	return signatureJSON{ID: r.ID, KeyID: r.KeyID, WalletID: r.WalletID, Network: r.Network,
 		Requester: requesterJSON{UserID: r.RequesterUserID, TokenID: r.RequesterTokenID}, RequestBody: r.RequestBody,
 		Status: r.Status, Reason: r.Reason, Signature: r.Signature, SignedData: r.SignedData, ExternalID: r.ExternalID,
-		DateRequested: jsTime(r.CreatedAt), DateSigned: optTime(r.SignedAt, jsTime(r.SignedAt))}
+		DateRequested: jsTime(r.CreatedAt), DateSigned: optTime(r.SignedAt)}
 }
 
 // page reads limit and paginationToken.

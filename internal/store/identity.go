@@ -149,34 +149,30 @@ func scanToken(s scanner, t *identity.AccessToken) error {
 	return nil
 }
 
-func (db *DB) tokensOf(ctx context.Context, orgID string, userIDs []string) (map[string][]identity.AccessToken, error) {
-	out := make(map[string][]identity.AccessToken, len(userIDs))
-	if len(userIDs) == 0 {
-		return out, nil
-	}
-	q, args := `SELECT `+tokenCols+` FROM access_tokens t JOIN credentials c ON c.uuid = t.credential_uuid
-		WHERE t.org_id = $1 AND t.kind = $2 ORDER BY t.created_at, t.id`, []any{orgID, auth.KindServiceAccount}
-	if len(userIDs) == 1 { // the common case (get one): use the user index
-		q = `SELECT ` + tokenCols + ` FROM access_tokens t JOIN credentials c ON c.uuid = t.credential_uuid
-		WHERE t.user_id = $1 AND t.org_id = $2 AND t.kind = $3 ORDER BY t.created_at, t.id`
-		args = []any{userIDs[0], orgID, auth.KindServiceAccount}
-	}
-	rows, err := db.query(ctx, q, args...)
+// serviceAccounts runs one users LEFT JOIN tokens query (ordered by user, then token) and
+// groups its rows: a service account with all its tokens, in one round trip.
+func (db *DB) serviceAccounts(ctx context.Context, where string, args ...any) ([]identity.ServiceAccount, error) {
+	rows, err := db.query(ctx, `SELECT `+userCols+`, `+tokenCols+` FROM users u
+		LEFT JOIN access_tokens t ON t.user_id = u.id AND t.kind = '`+auth.KindServiceAccount+`'
+		LEFT JOIN credentials c ON c.uuid = t.credential_uuid
+		WHERE u.is_service_account = 1 AND `+where+` ORDER BY u.created_at, u.id, t.created_at, t.id`, args...)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	defer rows.Close()
-	want := make(map[string]bool, len(userIDs))
-	for _, id := range userIDs {
-		want[id] = true
-	}
+	out := []identity.ServiceAccount{}
 	for rows.Next() {
-		var t identity.AccessToken
-		if err := scanToken(rows, &t); err != nil {
+		var u identity.User
+		var t nullToken
+		if err := scanUser(rows, &u, t.dest()...); err != nil {
 			return nil, mapErr(err)
 		}
-		if want[t.UserID] {
-			out[t.UserID] = append(out[t.UserID], t)
+		if len(out) == 0 || out[len(out)-1].User.ID != u.ID {
+			out = append(out, identity.ServiceAccount{User: u})
+		}
+		if t.id.Valid {
+			sa := &out[len(out)-1]
+			sa.Tokens = append(sa.Tokens, t.token(sa.User))
 		}
 	}
 	return out, mapErr(rows.Err())
@@ -184,67 +180,19 @@ func (db *DB) tokensOf(ctx context.Context, orgID string, userIDs []string) (map
 
 // ListServiceAccounts lists the organization's service accounts that are not archived.
 func (db *DB) ListServiceAccounts(ctx context.Context, orgID string) ([]identity.ServiceAccount, error) {
-	rows, err := db.query(ctx, `SELECT `+userCols+` FROM users u
-		WHERE u.org_id = $1 AND u.is_service_account = 1 AND u.status <> 'Archived' ORDER BY u.created_at, u.id`, orgID)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	var out []identity.ServiceAccount
-	var idsList []string
-	for rows.Next() {
-		var u identity.User
-		if err := scanUser(rows, &u); err != nil {
-			rows.Close()
-			return nil, mapErr(err)
-		}
-		out = append(out, identity.ServiceAccount{User: u})
-		idsList = append(idsList, u.ID)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, mapErr(err)
-	}
-	toks, err := db.tokensOf(ctx, orgID, idsList)
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		out[i].Tokens = toks[out[i].User.ID]
-	}
-	return out, nil
+	return db.serviceAccounts(ctx, `u.org_id = $1 AND u.status <> 'Archived'`, orgID)
 }
 
-// GetServiceAccount returns a service account of the organization (archived ones too),
-// with its tokens, in one query.
+// GetServiceAccount returns a service account of the organization (archived ones too).
 func (db *DB) GetServiceAccount(ctx context.Context, orgID, userID string) (identity.ServiceAccount, error) {
-	var sa identity.ServiceAccount
-	rows, err := db.query(ctx, `SELECT `+userCols+`, `+tokenCols+` FROM users u
-		LEFT JOIN access_tokens t ON t.user_id = u.id AND t.kind = $3
-		LEFT JOIN credentials c ON c.uuid = t.credential_uuid
-		WHERE u.id = $1 AND u.org_id = $2 AND u.is_service_account = 1 ORDER BY t.created_at, t.id`,
-		userID, orgID, auth.KindServiceAccount)
+	sas, err := db.serviceAccounts(ctx, `u.id = $1 AND u.org_id = $2`, userID, orgID)
 	if err != nil {
-		return sa, mapErr(err)
+		return identity.ServiceAccount{}, err
 	}
-	defer rows.Close()
-	found := false
-	for rows.Next() {
-		var t nullToken
-		if err := scanUser(rows, &sa.User, t.dest()...); err != nil {
-			return sa, mapErr(err)
-		}
-		found = true
-		if t.id.Valid {
-			sa.Tokens = append(sa.Tokens, t.token(sa.User))
-		}
+	if len(sas) == 0 {
+		return identity.ServiceAccount{}, errs.E(errs.NotFound, "not found", nil)
 	}
-	if err := rows.Err(); err != nil {
-		return sa, mapErr(err)
-	}
-	if !found {
-		return sa, errs.E(errs.NotFound, "not found", nil)
-	}
-	return sa, nil
+	return sas[0], nil
 }
 
 // nullToken scans the token columns of a LEFT JOIN.
