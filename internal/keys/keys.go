@@ -260,6 +260,7 @@ type SignRequest struct {
 
 // Target says what a signature is made for: a key alone or a key through a wallet.
 type Target struct {
+	Key      *Key // the key, when the caller has loaded it already (a wallet's): not read again
 	WalletID string
 	Network  string // the wallet's network; "" for a bare key unless the body names one
 }
@@ -299,12 +300,18 @@ func (s *Service) Sign(ctx context.Context, p auth.Principal, keyID string, t Ta
 			return SignatureRequest{}, err
 		}
 	}
-	k, err := s.store.GetKey(ctx, p.OrgID, keyID)
-	if errs.Is(err, errs.NotFound) {
-		return SignatureRequest{}, errs.E(errs.NotFound, "key not found", err)
-	}
-	if err != nil {
-		return SignatureRequest{}, err
+	var k Key
+	if t.Key != nil && t.Key.ID == keyID && t.Key.OrgID == p.OrgID {
+		k = *t.Key
+	} else {
+		var err error
+		k, err = s.store.GetKey(ctx, p.OrgID, keyID)
+		if errs.Is(err, errs.NotFound) {
+			return SignatureRequest{}, errs.E(errs.NotFound, "key not found", err)
+		}
+		if err != nil {
+			return SignatureRequest{}, err
+		}
 	}
 	if k.Status != Active {
 		return SignatureRequest{}, errs.E(errs.Invalid, "key is archived", nil)

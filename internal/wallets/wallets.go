@@ -290,7 +290,7 @@ func (s *Service) Sign(ctx context.Context, p auth.Principal, id string, body []
 	if w.Status != Active {
 		return keys.SignatureRequest{}, errs.E(errs.Invalid, "wallet is not active", nil)
 	}
-	return s.keys.Sign(ctx, p, w.Key.ID, keys.Target{WalletID: w.ID, Network: w.Network}, body)
+	return s.keys.Sign(ctx, p, w.Key.ID, keys.Target{Key: &w.Key, WalletID: w.ID, Network: w.Network}, body)
 }
 
 // OfKey lists the wallets of a key.
