@@ -12,8 +12,10 @@ import (
 
 	"github.com/ethereum/go-ethereum/accounts"
 	"github.com/ethereum/go-ethereum/common"
+	gethmath "github.com/ethereum/go-ethereum/common/math"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/signer/core/apitypes"
 
 	"github.com/countersign/countersign/internal/app/apptest"
 	"github.com/countersign/countersign/internal/testutil"
@@ -139,9 +141,21 @@ func TestWalletsAndSignatures(t *testing.T) {
 				"types":   map[string]any{"Person": []map[string]string{{"name": "name", "type": "string"}, {"name": "wallet", "type": "address"}}},
 				"domain":  map[string]any{"name": "Test", "version": "1", "chainId": 11155111},
 				"message": map[string]any{"name": "Bob", "wallet": "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"}})
-			if sr.Signature.R == "" || sr.Signature.RecID == nil {
-				t.Fatalf("eip712 %+v", sr)
+			// The digest computed independently by go-ethereum, with the domain type spelled out.
+			td := apitypes.TypedData{
+				Types: apitypes.Types{
+					"EIP712Domain": {{Name: "name", Type: "string"}, {Name: "version", Type: "string"}, {Name: "chainId", Type: "uint256"}},
+					"Person":       {{Name: "name", Type: "string"}, {Name: "wallet", Type: "address"}},
+				},
+				PrimaryType: "Person",
+				Domain:      apitypes.TypedDataDomain{Name: "Test", Version: "1", ChainId: (*gethmath.HexOrDecimal256)(big.NewInt(11155111))},
+				Message:     apitypes.TypedDataMessage{"name": "Bob", "wallet": "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"},
 			}
+			digest, _, err := apitypes.TypedDataAndHash(td)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recoverAddr(t, digest, sr, w.Address)
 		})
 		t.Run("idempotency", func(t *testing.T) {
 			h := "0x" + strings.Repeat("11", 32)
