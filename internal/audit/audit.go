@@ -6,6 +6,7 @@ package audit
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/countersign/countersign/internal/auth"
@@ -31,6 +32,41 @@ type Entry struct {
 	Status         int // HTTP status of the request; 0 while it runs or if the node died
 	CreatedAt      time.Time
 	FinishedAt     time.Time
+}
+
+// Pending is a signed request's entry still waiting for its final status. The store records
+// 200 in it inside the first write transaction the request commits, so a request that
+// succeeds pays for no separate audit write and its status commits atomically with its
+// change. A request that fails, or writes nothing, is finished by the HTTP layer instead.
+type Pending struct {
+	ID   string
+	Now  func() time.Time
+	done atomic.Bool
+}
+
+// Done reports whether a committed transaction has recorded the entry's status.
+func (p *Pending) Done() bool { return p.done.Load() }
+
+// MarkDone is called by the store once the transaction that recorded the status committed.
+func (p *Pending) MarkDone() { p.done.Store(true) }
+
+type pendingKey struct{}
+
+// Begin returns ctx carrying the pending entry id for the store to finish.
+func (s *Service) Begin(ctx context.Context, id string) (context.Context, *Pending) {
+	p := &Pending{ID: id, Now: s.now}
+	return context.WithValue(ctx, pendingKey{}, p), p
+}
+
+// PendingFrom returns the entry a write in ctx should finish, or nil.
+func PendingFrom(ctx context.Context) *Pending {
+	p, _ := ctx.Value(pendingKey{}).(*Pending)
+	return p
+}
+
+// WithoutPending hides ctx's pending entry from the store (for the write that finishes it).
+func WithoutPending(ctx context.Context) context.Context {
+	return context.WithValue(ctx, pendingKey{}, (*Pending)(nil))
 }
 
 // Filter selects entries; zero fields do not filter.

@@ -111,6 +111,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, ne
 	reqID := s.node + "-" + strconv.FormatUint(s.reqSeq.Add(1), 36)
 	c := &call{code: http.StatusOK}
 	auditID := ""
+	var pending *audit.Pending
 	out, err := func() (out any, err error) {
 		defer func() {
 			if v := recover(); v != nil {
@@ -138,10 +139,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, ne
 			if _, auditID, err = s.UserActions.Consume(r.Context(), c.p, r.Header.Get("X-DFNS-USERACTION"), r.Method, r.RequestURI, c.body); err != nil {
 				return nil, err
 			}
+			var ctx context.Context
+			ctx, pending = s.Audit.Begin(r.Context(), auditID)
+			r = r.WithContext(ctx)
 		}
 		return h(r, c)
 	}()
-	if auditID != "" {
+	// A successful request's status was recorded by its write transaction; anything else
+	// (an error, or a request that wrote nothing) is recorded here.
+	if auditID != "" && (err != nil || c.code != http.StatusOK || pending == nil || !pending.Done()) {
 		code := c.code
 		if err != nil {
 			code = status(errs.KindOf(err))

@@ -12,9 +12,11 @@ import (
 // FinishAudit records the final status of a signed request. It is synchronous (on SQLite it
 // joins the current group commit) so a client that has its answer also sees its entry done.
 func (db *DB) FinishAudit(ctx context.Context, id string, status int, now time.Time) error {
-	_, err := db.exec(ctx, `UPDATE audit_log SET status = $1, finished_at = $2 WHERE id = $3`, status, ms(now), id)
+	_, err := db.exec(audit.WithoutPending(ctx), finishAuditSQL, status, ms(now), id)
 	return err
 }
+
+const finishAuditSQL = `UPDATE audit_log SET status = $1, finished_at = $2 WHERE id = $3`
 
 const auditCols = `a.id, a.org_id, a.user_id, COALESCE(u.username, ''), a.token_id, a.credential_uuid, COALESCE(c.cred_id, ''),
 	a.user_action_id, a.method, a.path, a.body_hash, a.client_data, a.signature, a.status, a.created_at, COALESCE(a.finished_at, 0)`

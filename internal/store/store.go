@@ -28,6 +28,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/errs"
 	"github.com/countersign/countersign/internal/secrets"
 	"github.com/countersign/countersign/internal/store/migrations"
@@ -269,7 +270,29 @@ func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, erro
 // Tx runs fn in a write transaction, retrying on serialization failures and deadlocks.
 // On SQLite, concurrent calls are committed together (see batcher), each inside a
 // savepoint of its own, so one caller's failure never undoes another's work.
+//
+// When ctx carries a signed request's pending audit entry (audit.Begin), the first
+// transaction that commits also records the request's success in it.
 func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+	p := audit.PendingFrom(ctx)
+	if p != nil && !p.Done() {
+		inner := fn
+		fn = func(tx *Tx) error {
+			if err := inner(tx); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, finishAuditSQL, 200, ms(p.Now()), p.ID)
+			return err
+		}
+	}
+	err := db.runTx(ctx, fn)
+	if err == nil && p != nil {
+		p.MarkDone()
+	}
+	return err
+}
+
+func (db *DB) runTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if db.batch != nil {
 		return mapErr(db.batch.do(ctx, fn))
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"reflect"
 	"strconv"
 	"strings"
@@ -1212,4 +1213,46 @@ func BenchmarkConsume(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestAuditPiggyback checks that a signed request's first committed write records its
+// success in the audit entry, that a failed write records nothing, and that FinishAudit
+// (the HTTP layer's fallback) is never itself overwritten by the piggyback.
+func TestAuditPiggyback(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		ctx := t.Context()
+		db := newDB(t, e)
+		f := seed(t, db)
+		_, _, m := signedAction(t, db, f, "PUT", "/auth/pats/x", []byte(`{}`))
+		if _, err := db.Consume(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		at := m.Now.Add(time.Second)
+		svc := audit.NewService(db, func() time.Time { return at })
+		pctx, p := svc.Begin(ctx, m.AuditID)
+
+		failed := errs.E(errs.Invalid, "handler refused", nil)
+		if err := db.Tx(pctx, func(*store.Tx) error { return failed }); !errors.Is(err, failed) || p.Done() {
+			t.Fatalf("failed Tx = %v, done %v", err, p.Done())
+		}
+		if e, _ := db.GetAudit(ctx, f.org.ID, m.AuditID); e.Status != 0 {
+			t.Fatalf("a rolled-back write recorded status %d", e.Status)
+		}
+		if err := db.Tx(pctx, func(tx *store.Tx) error {
+			_, err := tx.ExecContext(pctx, `UPDATE orgs SET name = name WHERE id = $1`, f.org.ID)
+			return err
+		}); err != nil || !p.Done() {
+			t.Fatalf("Tx = %v, done %v", err, p.Done())
+		}
+		if e, _ := db.GetAudit(ctx, f.org.ID, m.AuditID); e.Status != 200 || !e.FinishedAt.Equal(at) {
+			t.Fatalf("after a committed write: status %d finished %v", e.Status, e.FinishedAt)
+		}
+		// The request failed later: the HTTP layer's FinishAudit wins, with pctx still carrying p.
+		if err := db.FinishAudit(pctx, m.AuditID, 409, at); err != nil {
+			t.Fatal(err)
+		}
+		if e, _ := db.GetAudit(ctx, f.org.ID, m.AuditID); e.Status != 409 {
+			t.Fatalf("FinishAudit after the piggyback: status %d", e.Status)
+		}
+	})
 }
