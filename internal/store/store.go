@@ -53,9 +53,10 @@ type DB struct {
 	// Prepared statements per pool, keyed by query text. Parsing SQL was a quarter of the
 	// CPU of a signed write on SQLite; database/sql re-prepares a Stmt per connection lazily.
 	ws, rs sync.Map
-	batch  *batcher   // SQLite only
-	cache  *authCache // SQLite only
-	lock   *os.File   // SQLite only: held exclusively while open
+	batch  *batcher    // SQLite only
+	cache  *authCache  // SQLite only
+	chal   *challenges // SQLite only: pending user action challenges
+	lock   *os.File    // SQLite only: held exclusively while open
 	// dsn opens more handles on the same database (OpenQueueConns): the PostgreSQL URL, or
 	// the SQLite file URI with its pragmas.
 	dsn string
@@ -120,7 +121,7 @@ func Open(ctx context.Context, dsn string, ring *secrets.Ring) (*DB, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
-	db := &DB{Dialect: SQLite, w: w, r: r, ring: ring, cache: newAuthCache(), lock: lock, dsn: base}
+	db := &DB{Dialect: SQLite, w: w, r: r, ring: ring, cache: newAuthCache(), chal: newChallenges(), lock: lock, dsn: base}
 	db.batch = newBatcher(db)
 	return db, nil
 }

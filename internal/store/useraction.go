@@ -11,8 +11,13 @@ import (
 	"github.com/countersign/countersign/internal/useraction"
 )
 
-// CreateUserAction stores a freshly issued challenge.
+// CreateUserAction stores a freshly issued challenge (in memory on SQLite, see challenges).
 func (db *DB) CreateUserAction(ctx context.Context, a useraction.Action) error {
+	if db.chal != nil {
+		if kept, err := db.chal.put(a, a.CreatedAt); kept || err != nil {
+			return err
+		}
+	}
 	_, err := db.exec(ctx, `INSERT INTO user_actions (id, org_id, user_id, token_id, challenge, method, path, payload,
 		server_kind, state, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
 		a.ID, a.OrgID, a.UserID, a.TokenID, a.Challenge, a.Method, a.Path, nonNil(a.Payload), a.ServerKind, a.State,
@@ -45,6 +50,11 @@ func scanAction(s scanner, a *useraction.Action) error {
 
 // GetUserAction returns an action of the organization by its challengeIdentifier.
 func (db *DB) GetUserAction(ctx context.Context, orgID, id string) (useraction.Action, error) {
+	if db.chal != nil {
+		if a, ok := db.chal.get(orgID, id); ok {
+			return a, nil
+		}
+	}
 	var a useraction.Action
 	err := scanAction(db.queryRow(ctx, `SELECT `+actionCols+` FROM user_actions WHERE id = $1 AND org_id = $2`, id, orgID), &a)
 	return a, mapErr(err)
@@ -60,6 +70,24 @@ func (db *DB) GetUserActionByToken(ctx context.Context, tokenHash []byte) (usera
 // MarkSigned moves a pending, unexpired action to signed in one conditional UPDATE, so of
 // two concurrent signers exactly one wins.
 func (db *DB) MarkSigned(ctx context.Context, s useraction.SignedAction, now time.Time) error {
+	if db.chal != nil {
+		a, held, ok := db.chal.take(s.ID, now)
+		if held && !ok {
+			return errs.E(errs.Conflict, "challenge is no longer pending", nil)
+		}
+		if ok {
+			// The challenge's first and only row, already signed. Its id is unique, so a
+			// challenge that also reached the database (it cannot: put or insert, never
+			// both) could not be signed twice either.
+			_, err := db.exec(ctx, `INSERT INTO user_actions (id, org_id, user_id, token_id, challenge, method, path, payload,
+				server_kind, state, created_at, expires_at, token_hash, credential_uuid, client_data, signature, signed_at,
+				token_expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'signed',$10,$11,$12,$13,$14,$15,$16,$17)`,
+				a.ID, a.OrgID, a.UserID, a.TokenID, a.Challenge, a.Method, a.Path, nonNil(a.Payload), a.ServerKind,
+				ms(a.CreatedAt), ms(a.ExpiresAt), s.TokenHash, s.CredentialUUID, s.ClientData, s.Signature, ms(s.SignedAt),
+				ms(s.TokenExpiresAt))
+			return err
+		}
+	}
 	res, err := db.exec(ctx, `UPDATE user_actions SET state = 'signed', token_hash = $1, credential_uuid = $2,
 		client_data = $3, signature = $4, signed_at = $5, token_expires_at = $6
 		WHERE id = $7 AND state = 'pending' AND expires_at > $8`,
@@ -152,10 +180,15 @@ func (db *DB) SetCredentialStatus(ctx context.Context, orgID, credUUID, status s
 // PurgeUserActions deletes actions created before cutoff. Ids sort by creation time, so
 // the primary key finds them; cutoff must be older than any challenge or token lifetime.
 func (db *DB) PurgeUserActions(ctx context.Context, cutoff time.Time) (int64, error) {
+	var held int64
+	if db.chal != nil {
+		held = db.chal.purge(cutoff)
+	}
 	res, err := db.exec(ctx, `DELETE FROM user_actions WHERE id < $1 AND COALESCE(token_expires_at, 0) < $2 AND expires_at < $2`,
 		ids.Floor("ch", cutoff), ms(cutoff))
 	if err != nil {
-		return 0, err
+		return held, err
 	}
-	return res.RowsAffected()
+	n, err := res.RowsAffected()
+	return held + n, err
 }
