@@ -173,7 +173,7 @@ func VerifyRegistration(rp RP, challenge, credID, clientDataB64, attestationB64 
 	}
 	if _, err := p.Verify(matched, rp.ID, rp.Origins, nil, nil, protocol.TopOriginExplicitVerificationMode,
 		false, true, true, nil, credParams, protocol.AttestationPolicy{}, protocol.SignaturePolicy{}); err != nil {
-		return Registration{}, refused("WebAuthn attestation verification failed", err)
+		return Registration{}, refused(verifyMessage(err), err)
 	}
 	ad := p.Response.AttestationObject.AuthData
 	flags := byte(ad.Flags)
@@ -296,7 +296,7 @@ func CounterOK(stored, got uint32) bool {
 func verifyMessage(err error) string {
 	var pe *protocol.Error
 	if !errors.As(err, &pe) {
-		return "WebAuthn assertion verification failed"
+		return "WebAuthn verification failed"
 	}
 	text := pe.Details + " " + pe.DevInfo
 	for _, m := range []struct{ needle, msg string }{
@@ -312,5 +312,5 @@ func verifyMessage(err error) string {
 			return m.msg
 		}
 	}
-	return "WebAuthn assertion verification failed"
+	return "WebAuthn verification failed"
 }
