@@ -830,3 +830,43 @@ func TestRecovery(t *testing.T) {
 		}
 	})
 }
+
+// TestLoginAssertionSingleUseUnderConcurrency posts one valid login assertion from many
+// goroutines at once: exactly one login succeeds and one session is created.
+func TestLoginAssertionSingleUseUnderConcurrency(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		n := apptest.Start(t, e, apptest.Options{})
+		p := registerPasskeyPerson(t, n, adminActor(t, n), "race@example.co")
+		lc := p.loginInit(t)
+		body := mustJSON(t, map[string]any{"challengeIdentifier": lc.ChallengeIdentifier, "firstFactor": p.pk.assert(t, lc.Challenge, false)})
+		const workers = 12
+		codes := make(chan int, workers)
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, _, err := client.New(n.URL, "", nil).Raw(context.Background(), "POST", "/auth/login", body, "")
+				if err != nil {
+					st = -1
+				}
+				codes <- st
+			}()
+		}
+		wg.Wait()
+		close(codes)
+		won := 0
+		for c := range codes {
+			switch c {
+			case 200:
+				won++
+			case 401:
+			default:
+				t.Errorf("status %d", c)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("%d logins succeeded with one assertion, want 1", won)
+		}
+	})
+}

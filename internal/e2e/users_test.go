@@ -188,6 +188,20 @@ func TestUsersAPI(t *testing.T) {
 			checkStatus(t, "login init archived", st, body, 401)
 		})
 
+		// With a notifier that delivers (SMTP), the code goes to the user only.
+		notes := &delivering{}
+		n.App.Users.SetNotifier(notes)
+		st, body = admin.signed(t, "POST", "/auth/users", mustJSON(t, map[string]string{"email": "mailed@example.co", "kind": "CustomerEmployee"}))
+		checkStatus(t, "create with mail", st, body, 200)
+		if strings.Contains(string(body), "registrationCode") {
+			t.Fatalf("the code was returned although it was mailed: %s", body)
+		}
+		mailed := notes.lastCode(t, "mailed@example.co")
+		ch = registrationInit(t, n, orgID, "mailed@example.co", mailed)
+		if ch.Challenge == "" {
+			t.Fatal("no challenge for the mailed code")
+		}
+
 		// Registration codes: wrong code refused, and the code expires after 4 hours.
 		unchanged(t, n, "registration init with a wrong code", func() {
 			st, body := call(t, n, "POST", "/auth/registration/init", "", map[string]string{"orgId": orgID, "username": "emp@example.co", "registrationCode": "AAA-AAA-AAA"})
@@ -212,3 +226,8 @@ func mustCode(t testing.TB, u userObj) string {
 	}
 	return u.RegistrationCode
 }
+
+// delivering is a notifier fake that counts as delivered mail (like SMTP).
+type delivering struct{ captured }
+
+func (*delivering) Delivers() bool { return true }
