@@ -119,6 +119,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 		notifier = smtp
 	}
 	a.Users = users.NewService(db, tokenKeys, notifier, cfg.RPID, cfg.WebOrigins(cfg.Listen), now)
+	a.Users.CeremonyTTL = cfg.ChallengeTTL
 	a.UserActions.Fido2 = a.Users
 	custody := keys.NewCustody(ring)
 	a.Keys = keys.NewService(db, custody, custody, keys.ChainSet{}, now)
@@ -267,6 +268,12 @@ func (w *purgeWorker) Work(ctx context.Context, _ *river.Job[purgeArgs]) error {
 	}
 	if n > 0 {
 		w.a.Log.Info("purged old user actions", "count", n)
+	}
+	if n, err = w.a.DB.PurgeAuthCeremonies(ctx, w.a.Now().Add(-24*time.Hour)); err != nil {
+		return err
+	}
+	if n > 0 {
+		w.a.Log.Info("purged old login, registration and recovery ceremonies and codes", "count", n)
 	}
 	return nil
 }

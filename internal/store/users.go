@@ -274,3 +274,22 @@ func (db *DB) EndSessions(ctx context.Context, orgID, userID, tokenID string, no
 		return err
 	})
 }
+
+// PurgeAuthCeremonies deletes ceremonies and one-time codes that expired before cutoff
+// (used or not: an expired one can never be completed).
+func (db *DB) PurgeAuthCeremonies(ctx context.Context, cutoff time.Time) (int64, error) {
+	var total int64
+	err := db.Tx(ctx, func(tx *Tx) error {
+		total = 0
+		for _, q := range []string{`DELETE FROM auth_ceremonies WHERE expires_at < $1`, `DELETE FROM auth_codes WHERE expires_at < $1`} {
+			res, err := tx.ExecContext(ctx, q, ms(cutoff))
+			if err != nil {
+				return err
+			}
+			n, _ := res.RowsAffected()
+			total += n
+		}
+		return nil
+	})
+	return total, err
+}
