@@ -40,7 +40,20 @@ import (
 // RP is the relying party a ceremony is verified for.
 type RP struct {
 	ID      string   // rpId; its SHA-256 must head authenticatorData
-	Origins []string // allowed clientDataJSON.origin values (scheme, host and port)
+	Origins []string // allowed clientDataJSON.origin values (scheme, host and port; or opaque, e.g. android:apk-key-hash:…)
+}
+
+// origins splits the allowed origins into web origins (matched on scheme, host and port)
+// and opaque ones (matched as exact strings, e.g. Android apps).
+func (rp RP) origins() (web, opaque []string) {
+	for _, o := range rp.Origins {
+		if strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://") {
+			web = append(web, o)
+		} else {
+			opaque = append(opaque, o)
+		}
+	}
+	return web, opaque
 }
 
 // Flag bits of authenticatorData (WebAuthn §6.1).
@@ -171,7 +184,8 @@ func VerifyRegistration(rp RP, challenge, credID, clientDataB64, attestationB64 
 	if p.Response.CollectedClientData.TopOrigin != "" {
 		return Registration{}, refused("topOrigin is not accepted", nil)
 	}
-	if _, err := p.Verify(matched, rp.ID, rp.Origins, nil, nil, protocol.TopOriginExplicitVerificationMode,
+	web, opaque := rp.origins()
+	if _, err := p.Verify(matched, rp.ID, web, opaque, nil, protocol.TopOriginExplicitVerificationMode,
 		false, true, true, nil, credParams, protocol.AttestationPolicy{}, protocol.SignaturePolicy{}); err != nil {
 		return Registration{}, refused(verifyMessage(err), err)
 	}
@@ -268,7 +282,8 @@ func VerifyAssertion(rp RP, challenge string, st Stored, a Assertion) (Result, e
 	if len(uh) > 0 && subtle.ConstantTimeCompare(uh, []byte(st.UserID)) != 1 {
 		return Result{}, refused("userHandle does not match the credential's user", nil)
 	}
-	if err := p.Verify(matched, rp.ID, "", rp.Origins, nil, nil, protocol.TopOriginExplicitVerificationMode,
+	web, opaque := rp.origins()
+	if err := p.Verify(matched, rp.ID, "", web, opaque, nil, protocol.TopOriginExplicitVerificationMode,
 		false, true, true, st.PublicKey, protocol.SignaturePolicy{}); err != nil {
 		return Result{}, refused(verifyMessage(err), err)
 	}

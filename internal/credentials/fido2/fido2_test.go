@@ -20,7 +20,7 @@ var b64u = base64.RawURLEncoding
 
 const origin = "https://app.example.co"
 
-var rp = RP{ID: "example.co", Origins: []string{origin, "http://localhost:8080"}}
+var rp = RP{ID: "example.co", Origins: []string{origin, "http://localhost:8080", "android:apk-key-hash:abc"}}
 
 // vcred makes a P-256 credential with full-length coordinates (virtualwebauthn writes
 // big.Int.Bytes(), which drops leading zero bytes).
@@ -123,6 +123,8 @@ func TestVerifyRegistration(t *testing.T) {
 		{name: "ok/browser-encoding"},
 		{name: "ok/native-encoding", native: true},
 		{name: "ok/attestation-none", none: true},
+		{name: "ok/android-app-origin", mod: func(a *authn) { a.rp.Origin = "android:apk-key-hash:abc" }},
+		{name: "fail/other-android-app", mod: func(a *authn) { a.rp.Origin = "android:apk-key-hash:xyz" }, want: errs.Unauthenticated, msg: "origin is not allowed"},
 		{name: "ok/backup-eligible", mod: func(a *authn) { a.auth.Options.BackupEligible = true }},
 		{name: "fail/wrong-origin", mod: func(a *authn) { a.rp.Origin = "https://evil.example" }, want: errs.Unauthenticated, msg: "origin is not allowed"},
 		{name: "fail/origin-port", mod: func(a *authn) { a.rp.Origin = "http://localhost:8081" }, want: errs.Unauthenticated, msg: "origin is not allowed"},
@@ -156,7 +158,7 @@ func TestVerifyRegistration(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if reg.CredID != b64u.EncodeToString(a.cred.ID) || reg.Algorithm != "ES256" || len(reg.PublicKey) == 0 || reg.Origin != origin {
+			if reg.CredID != b64u.EncodeToString(a.cred.ID) || reg.Algorithm != "ES256" || len(reg.PublicKey) == 0 || reg.Origin != a.rp.Origin {
 				t.Fatalf("registration %+v", reg)
 			}
 			if tc.none != (reg.Format == "none") {
