@@ -26,10 +26,12 @@ import (
 	"github.com/countersign/countersign/internal/identity"
 	"github.com/countersign/countersign/internal/jobs"
 	"github.com/countersign/countersign/internal/keys"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/secrets"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/tlsutil"
 	"github.com/countersign/countersign/internal/useraction"
+	"github.com/countersign/countersign/internal/users"
 	"github.com/countersign/countersign/internal/wallets"
 )
 
@@ -45,6 +47,7 @@ type App struct {
 	Audit       *audit.Service
 	Keys        *keys.Service
 	Wallets     *wallets.Service
+	Users       *users.Service
 	Chains      *registry.Registry
 	Jobs        *jobs.Queue
 	API         *httpapi.Server
@@ -107,6 +110,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	a.UserActions = useraction.NewService(db, now)
 	a.UserActions.ChallengeTTL, a.UserActions.TokenTTL = cfg.ChallengeTTL, cfg.ChallengeTTL
 	a.Audit = audit.NewService(db, now)
+	var notifier notify.Notifier = notify.Log{L: log}
+	if cfg.SMTPURL != "" {
+		smtp, err := notify.ParseSMTP(cfg.SMTPURL)
+		if err != nil {
+			return fail(err)
+		}
+		notifier = smtp
+	}
+	a.Users = users.NewService(db, tokenKeys, notifier, cfg.RPID, cfg.WebOrigins(cfg.Listen), now)
+	a.Users.CeremonyTTL = cfg.ChallengeTTL
+	a.UserActions.Fido2 = a.Users
 	custody := keys.NewCustody(ring)
 	a.Keys = keys.NewService(db, custody, custody, keys.ChainSet{}, now)
 	a.Wallets = wallets.NewService(db, a.Keys, db, now)
@@ -123,6 +137,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	a.API = httpapi.New(httpapi.Deps{
 		Log: log, Auth: a.Auth, UserActions: a.UserActions, Identity: a.Identity, Audit: a.Audit,
 		Keys: a.Keys, Wallets: a.Wallets,
+		Users:  a.Users,
 		RP:     httpapi.RP{ID: cfg.RPID, Name: cfg.RPName},
 		Health: db.Ping,
 	})
@@ -175,6 +190,8 @@ func (a *App) tlsConfig(addr net.Addr) (*tls.Config, error) {
 // Serve works background jobs and answers HTTP on ln until ctx is done, then shuts both
 // down gracefully.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	// WebAuthn origins name the real port, known only now (it may have been 0).
+	a.Users.SetOrigins(a.Cfg.WebOrigins(ln.Addr().String()))
 	if a.Cfg.NoJobs { // an API-only node: jobs it queues are worked by the others
 		return a.serveHTTP(ctx, ln)
 	}
@@ -251,6 +268,12 @@ func (w *purgeWorker) Work(ctx context.Context, _ *river.Job[purgeArgs]) error {
 	}
 	if n > 0 {
 		w.a.Log.Info("purged old user actions", "count", n)
+	}
+	if n, err = w.a.DB.PurgeAuthCeremonies(ctx, w.a.Now().Add(-24*time.Hour)); err != nil {
+		return err
+	}
+	if n > 0 {
+		w.a.Log.Info("purged old login, registration and recovery ceremonies and codes", "count", n)
 	}
 	return nil
 }

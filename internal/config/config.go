@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -30,6 +32,33 @@ type Config struct {
 	DebugListen   string        `name:"debug-listen" help:"Serve /debug/pprof on this address (off when empty; keep it on loopback)." env:"COUNTERSIGN_DEBUG_LISTEN"`
 	NoJobs        bool          `name:"no-jobs" help:"Serve the API but work no background jobs (other nodes on the same database work them)." env:"COUNTERSIGN_NO_JOBS"`
 	NoBootstrap   bool          `name:"no-bootstrap" help:"Do not create the first organization and admin service account." env:"COUNTERSIGN_NO_BOOTSTRAP"`
+	Origins       []string      `name:"origin" help:"Allowed WebAuthn origin, scheme://host[:port] (repeatable); default: the public URL, or http(s)://localhost and http(s)://<rp-id> on the listening port." env:"COUNTERSIGN_ORIGIN"`
+	SMTPURL       string        `name:"smtp-url" help:"Send registration and recovery codes by mail: smtp://[user:pass@]host:port?from=address. Without it codes go to the log (and registration codes to the admin who created the user)." env:"COUNTERSIGN_SMTP_URL"`
+}
+
+// WebOrigins returns the WebAuthn origins to accept for a server listening on addr (the
+// real address, after a port 0 was resolved): --origin when given, else the public URL's
+// origin, else localhost and the rp-id on the listening port, over http and https.
+func (c *Config) WebOrigins(addr string) []string {
+	if len(c.Origins) > 0 {
+		return c.Origins
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err == nil {
+			return []string{u.Scheme + "://" + u.Host}
+		}
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	var out []string
+	for _, host := range []string{"localhost", c.RPID} {
+		for _, scheme := range []string{"http", "https"} {
+			o := scheme + "://" + net.JoinHostPort(host, port)
+			if host != "" && !slices.Contains(out, o) {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
 }
 
 // DSN returns the database to open.
@@ -67,6 +96,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ChallengeTTL < 10*time.Second || c.ChallengeTTL > time.Hour {
 		return errors.New("config: --challenge-ttl must be between 10s and 1h")
+	}
+	for _, o := range c.Origins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https" && !strings.HasPrefix(o, "android:apk-key-hash:")) || (u.Host == "" && u.Opaque == "") || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("config: --origin %q must be scheme://host[:port]", o)
+		}
 	}
 	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
 		return errors.New("config: --public-url must start with http:// or https://")

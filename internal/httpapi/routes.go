@@ -30,6 +30,31 @@ func (s *Server) routes() {
 	s.handle("PUT /auth/pats/{id}/deactivate", s.patStatus("Inactive"))
 	s.handle("DELETE /auth/pats/{id}", s.patStatus("Archived"))
 
+	// People: users API, registration, login, credentials, recovery (dfns-api.md §3, §4.1).
+	s.handle("GET /auth/users", s.listUsers)
+	s.handle("POST /auth/users", s.createUser)
+	s.handle("GET /auth/users/{id}", s.getUser)
+	s.handle("PUT /auth/users/{id}/activate", s.userStatus("Active"))
+	s.handle("PUT /auth/users/{id}/deactivate", s.userStatus("Inactive"))
+	s.handle("DELETE /auth/users/{id}", s.userStatus("Archived"))
+	s.handle("POST /auth/registration/init", s.registrationInit, public)
+	s.handle("POST /auth/registration", s.register, public) // Bearer temporaryAuthenticationToken, read by the handler
+	s.handle("POST /auth/login/init", s.loginInit, public)
+	s.handle("POST /auth/login", s.login, public)
+	s.handle("PUT /auth/logout", s.logout, noUA)
+	s.handle("POST /auth/logout", s.logout, noUA)
+	s.handle("POST /auth/credentials/init", s.credentialInit, noUA)
+	s.handle("POST /auth/credentials", s.createCredential)
+	s.handle("GET /auth/credentials", s.listCredentials)
+	s.handle("PUT /auth/credentials/activate", s.credentialStatus("Active"))
+	s.handle("PUT /auth/credentials/deactivate", s.credentialStatus("Inactive"))
+	s.handle("POST /auth/credentials/code", s.createCredentialCode)
+	s.handle("POST /auth/credentials/code/init", s.credentialCodeInit, public)
+	s.handle("POST /auth/credentials/code/verify", s.credentialCodeVerify, public)
+	s.handle("POST /auth/recover/user/code", s.recoveryCode, public)
+	s.handle("POST /auth/recover/user/init", s.recoveryInit, public)
+	s.handle("POST /auth/recover/user", s.recover, public) // Bearer temporaryAuthenticationToken, read by the handler
+
 	s.handle("POST /keys", s.createKey)
 	s.handle("GET /keys", s.listKeys)
 	s.handle("GET /keys/{id}", s.getKey)

@@ -22,6 +22,7 @@ import (
 	"github.com/countersign/countersign/internal/identity"
 	"github.com/countersign/countersign/internal/keys"
 	"github.com/countersign/countersign/internal/useraction"
+	"github.com/countersign/countersign/internal/users"
 	"github.com/countersign/countersign/internal/wallets"
 )
 
@@ -37,6 +38,7 @@ type Deps struct {
 	Audit       *audit.Service
 	Keys        *keys.Service
 	Wallets     *wallets.Service
+	Users       *users.Service
 	RP          RP
 	Health      func(ctx context.Context) error
 }

@@ -143,9 +143,18 @@ func (db *DB) UsableCredentials(ctx context.Context, p auth.Principal) ([]identi
 }
 
 func (db *DB) usableCredentials(ctx context.Context, p auth.Principal) ([]identity.Credential, error) {
+	// A token's own key credential; for a login session (kind User), every active login
+	// credential of the person instead (not RecoveryKey, not the keys of their PATs).
 	rows, err := db.query(ctx, `SELECT c.uuid, c.cred_id, c.kind, c.name, c.public_key, c.algorithm, c.status, c.created_at
 		FROM access_tokens t JOIN credentials c ON c.uuid = t.credential_uuid
-		WHERE t.id = $1 AND t.org_id = $2 AND c.user_id = $3 AND c.status = 'Active'`, p.TokenID, p.OrgID, p.UserID)
+		WHERE t.id = $1 AND t.org_id = $2 AND c.user_id = $3 AND c.status = 'Active' AND t.kind <> '`+auth.KindUser+`'
+		UNION ALL
+		SELECT c.uuid, c.cred_id, c.kind, c.name, c.public_key, c.algorithm, c.status, c.created_at
+		FROM access_tokens t JOIN credentials c ON c.user_id = t.user_id
+		WHERE t.id = $1 AND t.org_id = $2 AND c.user_id = $3 AND c.status = 'Active' AND t.kind = '`+auth.KindUser+`'
+		  AND c.kind IN ('Key', 'Fido2')
+		  AND NOT EXISTS (SELECT 1 FROM access_tokens pt WHERE pt.credential_uuid = c.uuid AND pt.kind <> '`+auth.KindUser+`')
+		ORDER BY 8, 1`, p.TokenID, p.OrgID, p.UserID)
 	if err != nil {
 		return nil, mapErr(err)
 	}

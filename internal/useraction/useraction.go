@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/countersign/countersign/internal/auth"
+	"github.com/countersign/countersign/internal/credentials/fido2"
 	"github.com/countersign/countersign/internal/credentials/keycred"
 	"github.com/countersign/countersign/internal/errs"
 	"github.com/countersign/countersign/internal/identity"
@@ -89,6 +90,7 @@ type Store interface {
 // Service runs the user action flow.
 type Service struct {
 	store        Store
+	Fido2        Fido2Verifier // nil: Fido2 credentials cannot sign
 	now          func() time.Time
 	ChallengeTTL time.Duration
 	TokenTTL     time.Duration
@@ -168,8 +170,23 @@ func (s *Service) Init(ctx context.Context, p auth.Principal, r InitRequest) (Ch
 
 // Factor is a first or second factor of POST /auth/action.
 type Factor struct {
-	Kind                string             `json:"kind"`
-	CredentialAssertion *keycred.Assertion `json:"credentialAssertion"`
+	Kind                string     `json:"kind"`
+	CredentialAssertion *Assertion `json:"credentialAssertion"`
+}
+
+// Assertion holds the fields of a Key assertion and the extra ones of a Fido2 assertion
+// (dfns-api.md §2.4.1, §2.4.3).
+type Assertion struct {
+	keycred.Assertion
+	AuthenticatorData string `json:"authenticatorData,omitempty"`
+	UserHandle        string `json:"userHandle,omitempty"`
+}
+
+// Fido2Verifier verifies a WebAuthn assertion by one of the caller's Fido2 credentials over
+// challenge and advances the credential's signature counter; it returns the raw
+// clientDataJSON and the signature for the audit log. Package users implements it.
+type Fido2Verifier interface {
+	VerifyFido2(ctx context.Context, cred identity.Credential, a fido2.Assertion, challenge string) (clientData, sig []byte, err error)
 }
 
 // SignRequest is the body of POST /auth/action.
@@ -217,13 +234,23 @@ func (s *Service) Sign(ctx context.Context, p auth.Principal, r SignRequest) (st
 		if err != nil {
 			return "", errs.E(errs.Internal, "stored credential key is unreadable", err)
 		}
-		clientData, err = keycred.VerifyAssertion(pub, *r.FirstFactor.CredentialAssertion, "key.get", a.Challenge)
+		clientData, err = keycred.VerifyAssertion(pub, r.FirstFactor.CredentialAssertion.Assertion, "key.get", a.Challenge)
 		if err != nil {
 			return "", err
 		}
 		sig, _ = keycred.DecodeB64(r.FirstFactor.CredentialAssertion.Signature)
+	case identity.CredFido:
+		if s.Fido2 == nil {
+			return "", errs.E(errs.Invalid, "Fido2 credentials cannot sign user actions on this server", nil)
+		}
+		ca := r.FirstFactor.CredentialAssertion
+		clientData, sig, err = s.Fido2.VerifyFido2(ctx, cred, fido2.Assertion{CredID: ca.CredID, ClientData: ca.ClientData,
+			AuthenticatorData: ca.AuthenticatorData, Signature: ca.Signature, UserHandle: ca.UserHandle}, a.Challenge)
+		if err != nil {
+			return "", err
+		}
 	default:
-		return "", errs.Ef(errs.Invalid, "credentials of kind %s cannot sign user actions yet", cred.Kind)
+		return "", errs.Ef(errs.Invalid, "credentials of kind %s cannot sign user actions", cred.Kind)
 	}
 	token := ids.Secret(32)
 	h := sha256.Sum256([]byte(token))
