@@ -94,7 +94,7 @@ func HashPayload(hashHex string) (Payload, error) {
 	}}, nil
 }
 
-// parsePSBT reads a binary PSBT. btcd's parser is written for trusted callers; a panic on
+// parsePSBT reads a binary PSBT, with nothing after it. btcd's parser is written for trusted callers; a panic on
 // hostile bytes is turned into a refusal of the input rather than a 500.
 func parsePSBT(b []byte) (p *psbt.Packet, err error) {
 	defer func() {
@@ -102,7 +102,11 @@ func parsePSBT(b []byte) (p *psbt.Packet, err error) {
 			p, err = nil, fmt.Errorf("bitcoin: psbt parser panicked: %v", r)
 		}
 	}()
-	return psbt.NewFromRawBytes(bytes.NewReader(b), false)
+	r := bytes.NewReader(b)
+	if p, err = psbt.NewFromRawBytes(r, false); err == nil && r.Len() != 0 {
+		p, err = nil, fmt.Errorf("bitcoin: %d bytes after the psbt", r.Len())
+	}
+	return p, err
 }
 
 // spentOutput returns the output input i of p spends, from its UTXO fields, or nil when
