@@ -63,6 +63,8 @@ type signatureJSON struct {
 	ExternalID    string               `json:"externalId,omitempty"`
 	DateRequested string               `json:"dateRequested"`
 	DateSigned    string               `json:"dateSigned,omitempty"`
+
+	Signatures []keys.SignatureParts `json:"signatures,omitempty"` // one per signed PSBT input
 }
 
 // optTime formats t, or gives "" (field omitted) for the zero time.
@@ -92,7 +94,7 @@ func toWallet(w wallets.Wallet) walletJSON {
 func toSignature(r keys.SignatureRequest) signatureJSON {
 	return signatureJSON{ID: r.ID, KeyID: r.KeyID, WalletID: r.WalletID, Network: r.Network,
 		Requester: requesterJSON{UserID: r.RequesterUserID, TokenID: r.RequesterTokenID}, RequestBody: r.RequestBody,
-		Status: r.Status, Reason: r.Reason, Signature: r.Signature, SignedData: r.SignedData, ExternalID: r.ExternalID,
+		Status: r.Status, Reason: r.Reason, Signature: r.Signature, Signatures: r.Signatures, SignedData: r.SignedData, ExternalID: r.ExternalID,
 		DateRequested: jsTime(r.CreatedAt), DateSigned: optTime(r.SignedAt)}
 }
 

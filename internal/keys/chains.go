@@ -7,12 +7,32 @@ import (
 	"github.com/countersign/countersign/internal/errs"
 )
 
-// ChainSet prepares secp256k1 signatures for the chain families countersign knows: EVM
-// networks by name (or blockchainKind "Evm"), and chain-agnostic hashes.
+// ChainSet prepares signatures for the chain families countersign knows: EVM, Bitcoin and
+// Solana networks by name (or blockchainKind), and chain-agnostic hashes and messages of
+// bare keys.
 type ChainSet struct{}
 
-// Prepare implements Chains.
-func (ChainSet) Prepare(network, blockchainKind string, r SignRequest) (Prepared, error) {
+// Prepare implements Chains: the network (else blockchainKind, else the key's scheme)
+// picks the chain family, whose key type the key must have.
+func (ChainSet) Prepare(k PubKey, network, blockchainKind string, r SignRequest) (Prepared, error) {
+	fam, err := familyOf(network, blockchainKind, k.Scheme)
+	if err != nil {
+		return Prepared{}, err
+	}
+	if k.Scheme != fam.scheme || k.Curve != fam.curve {
+		return Prepared{}, errs.Ef(errs.Invalid, "%s signatures need an %s/%s key", fam.name, fam.scheme, fam.curve)
+	}
+	switch fam.name {
+	case familyBitcoin:
+		return prepareBitcoin(k, network, r)
+	case familySolana, familyEdDSA:
+		return prepareEdDSA(k, network, fam.name == familySolana, r)
+	}
+	return prepareEVM(network, blockchainKind, r)
+}
+
+// prepareEVM prepares secp256k1 signatures of EVM networks and chain-agnostic hashes.
+func prepareEVM(network, blockchainKind string, r SignRequest) (Prepared, error) {
 	var chainID uint64
 	switch {
 	case network != "":

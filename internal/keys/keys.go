@@ -56,6 +56,7 @@ type SignatureRequest struct {
 	Status           string
 	Reason           string
 	Signature        *SignatureParts
+	Signatures       []SignatureParts // one per signed input (Psbt), instead of Signature
 	SignedData       string
 	ExternalID       string
 	CreatedAt        time.Time
@@ -250,6 +251,7 @@ type SignRequest struct {
 	Hash           string          `json:"hash,omitempty"`
 	Message        json.RawMessage `json:"message,omitempty"` // hex string (Message) or object (Eip712)
 	Transaction    string          `json:"transaction,omitempty"`
+	Psbt           string          `json:"psbt,omitempty"`
 	Types          json.RawMessage `json:"types,omitempty"`
 	Domain         json.RawMessage `json:"domain,omitempty"`
 	PrimaryType    string          `json:"primaryType,omitempty"`
@@ -265,17 +267,51 @@ type Target struct {
 	Network  string // the wallet's network; "" for a bare key unless the body names one
 }
 
-// Chains turns a signature request into the digest to sign and the response fields, for
-// the chain family of a network (EVM for now).
+// Chains turns a signature request into what to sign and the response fields, for the
+// chain family of a network (EVM, Bitcoin, Solana) or of a bare key.
 type Chains interface {
-	Prepare(network, blockchainKind string, r SignRequest) (Prepared, error)
+	Prepare(k PubKey, network, blockchainKind string, r SignRequest) (Prepared, error)
 }
 
-// Prepared is a chain's signing payload.
+// PubKey is the public half of the signing key: chains check its type and find it in
+// payloads (the PSBT inputs it may spend, its Solana signer slot).
+type PubKey struct {
+	Scheme, Curve string
+	Key           []byte
+}
+
+// Prepared is a chain's signing payload: one digest and Finish, or Run when the chain
+// needs several signatures or an EdDSA one.
 type Prepared struct {
 	Network string // resolved network ("" for chain-agnostic hashes)
 	Digest  []byte
 	Finish  func(r, s []byte, recid int) (parts SignatureParts, signedData string, err error)
+	// Run, when set, replaces Digest and Finish: it calls sign once per payload (a 32-byte
+	// digest for ECDSA keys, the message for EdDSA keys) and builds the response.
+	Run func(sign func(payload []byte) (Signature, error)) (Result, error)
+}
+
+// Result is what a signature request reports of its signature(s).
+type Result struct {
+	Signature  *SignatureParts
+	Signatures []SignatureParts
+	SignedData string
+}
+
+// run signs p with sign.
+func (p Prepared) run(sign func(payload []byte) (Signature, error)) (Result, error) {
+	if p.Run != nil {
+		return p.Run(sign)
+	}
+	sig, err := sign(p.Digest)
+	if err != nil {
+		return Result{}, err
+	}
+	parts, signedData, err := p.Finish(sig.R, sig.S, sig.RecID)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Signature: &parts, SignedData: signedData}, nil
 }
 
 // Sign makes a signature with key keyID (through a wallet when t.WalletID is set). body
@@ -322,41 +358,28 @@ func (s *Service) Sign(ctx context.Context, p auth.Principal, keyID string, t Ta
 	} else if r.Network != "" && r.Network != network {
 		return SignatureRequest{}, errs.E(errs.Invalid, "network does not match the wallet's network", nil)
 	}
-	var parts SignatureParts
-	var signedData string
-	switch k.Scheme {
-	case SchemeECDSA:
-		prep, err := s.chains.Prepare(network, r.BlockchainKind, r)
-		if err != nil {
-			return SignatureRequest{}, err
-		}
-		network = prep.Network
-		sig, err := s.signer.SignHash(ctx, k.Ref(), prep.Digest)
-		if err != nil {
-			return SignatureRequest{}, err
-		}
-		if parts, signedData, err = prep.Finish(sig.R, sig.S, sig.RecID); err != nil {
-			return SignatureRequest{}, err
-		}
-	case SchemeEdDSA:
-		msg, err := eddsaPayload(r)
-		if err != nil {
-			return SignatureRequest{}, err
-		}
-		sig, err := s.signer.SignMessage(ctx, k.Ref(), msg)
-		if err != nil {
-			return SignatureRequest{}, err
-		}
-		parts = SignatureParts{R: "0x" + hex.EncodeToString(sig.R), S: "0x" + hex.EncodeToString(sig.S),
-			Encoded: "0x" + hex.EncodeToString(sig.Raw)}
-	default:
+	if k.Scheme != SchemeECDSA && k.Scheme != SchemeEdDSA {
 		return SignatureRequest{}, errs.E(errs.Internal, "stored key has an unknown scheme", nil)
+	}
+	prep, err := s.chains.Prepare(PubKey{Scheme: k.Scheme, Curve: k.Curve, Key: k.PublicKey}, network, r.BlockchainKind, r)
+	if err != nil {
+		return SignatureRequest{}, err
+	}
+	network = prep.Network
+	res, err := prep.run(func(payload []byte) (Signature, error) {
+		if k.Scheme == SchemeEdDSA {
+			return s.signer.SignMessage(ctx, k.Ref(), payload)
+		}
+		return s.signer.SignHash(ctx, k.Ref(), payload)
+	})
+	if err != nil {
+		return SignatureRequest{}, err
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	sr := SignatureRequest{
 		ID: ids.NewAt("sig", now), OrgID: p.OrgID, KeyID: k.ID, WalletID: t.WalletID, Network: network,
 		RequesterUserID: p.UserID, RequesterTokenID: p.TokenID, RequestBody: json.RawMessage(bytes.Clone(body)),
-		Status: Signed, Signature: &parts, SignedData: signedData, ExternalID: r.ExternalID,
+		Status: Signed, Signature: res.Signature, Signatures: res.Signatures, SignedData: res.SignedData, ExternalID: r.ExternalID,
 		CreatedAt: now, SignedAt: now,
 	}
 	if err := s.store.CreateSignatureRequest(ctx, sr); err != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/countersign/countersign/internal/keys"
@@ -91,6 +92,9 @@ func scanSig(s scanner, r *keys.SignatureRequest) error {
 	if sa != 0 {
 		r.SignedAt = fromMS(sa)
 	}
+	if strings.HasPrefix(sig, "[") { // several signatures (a PSBT's inputs) are stored as a JSON array
+		return json.Unmarshal([]byte(sig), &r.Signatures)
+	}
 	if sig != "" {
 		r.Signature = new(keys.SignatureParts)
 		if err := json.Unmarshal([]byte(sig), r.Signature); err != nil {
@@ -103,8 +107,12 @@ func scanSig(s scanner, r *keys.SignatureRequest) error {
 // CreateSignatureRequest stores a signature request; Conflict on a taken externalId.
 func (db *DB) CreateSignatureRequest(ctx context.Context, r keys.SignatureRequest) error {
 	var sig any
-	if r.Signature != nil {
-		b, err := json.Marshal(r.Signature)
+	if r.Signature != nil || len(r.Signatures) > 0 {
+		var v any = r.Signature
+		if len(r.Signatures) > 0 {
+			v = r.Signatures
+		}
+		b, err := json.Marshal(v)
 		if err != nil {
 			return err
 		}

@@ -29,6 +29,11 @@ func (s *Service) Assets(ctx context.Context, p auth.Principal, id string) (Wall
 	if err != nil {
 		return Wallet{}, nil, err
 	}
+	if !keys.IsEVM(w.Network) {
+		// No RPC backend exists for Bitcoin or Solana yet: report no assets rather than
+		// invent a balance.
+		return w, []registry.Asset{}, nil
+	}
 	if s.chains == nil {
 		return Wallet{}, nil, errs.E(errs.Unavailable, "no chain backends are configured", nil)
 	}

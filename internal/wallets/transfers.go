@@ -104,6 +104,13 @@ func (s *Service) Transfer(ctx context.Context, p auth.Principal, walletID strin
 	if len(r.ExternalID) > 256 || !utf8.ValidString(r.ExternalID) {
 		return Transfer{}, errs.E(errs.Invalid, "externalId must be valid text of at most 256 bytes", nil)
 	}
+	w, err := s.Get(ctx, p, walletID)
+	if err != nil {
+		return Transfer{}, err
+	}
+	if !keys.IsEVM(w.Network) {
+		return Transfer{}, errs.Ef(errs.Invalid, "no RPC configured for %s: transfers on this network cannot be built or broadcast", w.Network)
+	}
 	to, err := evm.ParseAddress(r.To)
 	if err != nil {
 		return Transfer{}, err
@@ -133,10 +140,6 @@ func (s *Service) Transfer(ctx context.Context, p auth.Principal, walletID strin
 		return Transfer{}, errs.E(errs.Invalid, "kind is required", nil)
 	default:
 		return Transfer{}, errs.Ef(errs.Invalid, "transfer kind %q is not supported", r.Kind)
-	}
-	w, err := s.Get(ctx, p, walletID)
-	if err != nil {
-		return Transfer{}, err
 	}
 	if r.ExternalID != "" {
 		prev, err := s.transfers.GetTransferByExternalID(ctx, p.OrgID, r.ExternalID)

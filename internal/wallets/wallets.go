@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/countersign/countersign/internal/auth"
-	"github.com/countersign/countersign/internal/chains/evm"
 	"github.com/countersign/countersign/internal/errs"
 	"github.com/countersign/countersign/internal/ids"
 	"github.com/countersign/countersign/internal/keys"
@@ -94,7 +93,8 @@ func validTags(tags []string) error {
 	return nil
 }
 
-// Create makes a wallet on an EVM network, with a new key unless signingKey.id names one.
+// Create makes a wallet on a network (EVM, Bitcoin, Solana), with a new key of the
+// network's type unless signingKey.id names one.
 func (s *Service) Create(ctx context.Context, p auth.Principal, r CreateRequest) (Wallet, error) {
 	if err := keys.RequireStaff(p); err != nil {
 		return Wallet{}, err
@@ -102,9 +102,11 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, r CreateRequest)
 	if r.Network == "" {
 		return Wallet{}, errs.E(errs.Invalid, "network is required", nil)
 	}
-	if _, ok := evm.Lookup(r.Network); !ok {
+	net, ok := keys.LookupNetwork(r.Network)
+	if !ok {
 		return Wallet{}, errs.Ef(errs.Invalid, "network %q is not supported", r.Network)
 	}
+	wrongKey := errs.Ef(errs.Invalid, "%s wallets use %s/%s keys", r.Network, net.Scheme, net.Curve)
 	if err := keys.ValidName(r.Name); err != nil {
 		return Wallet{}, err
 	}
@@ -134,10 +136,10 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, r CreateRequest)
 		}
 		w.Key, newKey = k, false
 	} else {
-		scheme, curve := keys.SchemeECDSA, keys.CurveSecp256k1
+		scheme, curve := net.Scheme, net.Curve
 		if r.SigningKey != nil && (r.SigningKey.Scheme != "" || r.SigningKey.Curve != "") &&
 			(r.SigningKey.Scheme != scheme || r.SigningKey.Curve != curve) {
-			return Wallet{}, errs.Ef(errs.Invalid, "%s wallets use ECDSA/secp256k1 keys", r.Network)
+			return Wallet{}, wrongKey
 		}
 		k, err := s.keys.NewKey(p.OrgID, scheme, curve, r.Name)
 		if err != nil {
@@ -145,10 +147,10 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, r CreateRequest)
 		}
 		w.Key = k
 	}
-	if w.Key.Scheme != keys.SchemeECDSA || w.Key.Curve != keys.CurveSecp256k1 {
-		return Wallet{}, errs.Ef(errs.Invalid, "%s wallets use ECDSA/secp256k1 keys", r.Network)
+	if w.Key.Scheme != net.Scheme || w.Key.Curve != net.Curve {
+		return Wallet{}, wrongKey
 	}
-	addr, err := evm.Address(w.Key.PublicKey)
+	addr, err := net.Address(w.Key.PublicKey)
 	if err != nil {
 		return Wallet{}, errs.E(errs.Internal, "could not derive the address", err)
 	}
