@@ -120,6 +120,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	if err := jobs.Register(queue, &transferWorker{w: a.Wallets}); err != nil {
 		return fail(err)
 	}
+	if err := a.wireTransactions(db, queue); err != nil {
+		return fail(err)
+	}
 	a.API = httpapi.New(httpapi.Deps{
 		Log: log, Auth: a.Auth, UserActions: a.UserActions, Identity: a.Identity, Audit: a.Audit,
 		Keys: a.Keys, Wallets: a.Wallets,
