@@ -317,8 +317,8 @@ func (s *Service) Advance(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	o := outgoing{ID: t.ID, OrgID: t.OrgID, WalletID: t.WalletID, Network: t.Network, Status: t.Status, Nonce: t.Nonce,
-		RawTx: t.RawTx, TxHash: t.TxHash}
+	o := outgoing{ID: t.ID, OrgID: t.OrgID, WalletID: t.WalletID, Network: t.Network, Status: t.Status, Reason: t.Reason,
+		Fee: t.Fee, Nonce: t.Nonce, RawTx: t.RawTx, TxHash: t.TxHash, BroadcastedAt: t.BroadcastedAt, ConfirmedAt: t.ConfirmedAt}
 	return s.advance(ctx, &o, func() error {
 		t.Status, t.Reason, t.Fee, t.BroadcastedAt, t.ConfirmedAt = o.Status, o.Reason, o.Fee, o.BroadcastedAt, o.ConfirmedAt
 		return s.transfers.UpdateTransferStatus(ctx, t)

@@ -1,0 +1,451 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/rlp"
+
+	"github.com/countersign/countersign/client"
+	"github.com/countersign/countersign/internal/app/apptest"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/testutil"
+)
+
+// transactionResp is a TransactionRequest as the SDK types it.
+type transactionResp struct {
+	ID          string          `json:"id"`
+	WalletID    string          `json:"walletId"`
+	Network     string          `json:"network"`
+	RequestBody json.RawMessage `json:"requestBody"`
+	Requester   struct {
+		UserID  string `json:"userId"`
+		TokenID string `json:"tokenId"`
+	} `json:"requester"`
+	Metadata        json.RawMessage `json:"metadata"`
+	Status          string          `json:"status"`
+	Reason          string          `json:"reason"`
+	TxHash          string          `json:"txHash"`
+	Fee             string          `json:"fee"`
+	DateRequested   string          `json:"dateRequested"`
+	DateBroadcasted string          `json:"dateBroadcasted"`
+	DateConfirmed   string          `json:"dateConfirmed"`
+	ExternalID      string          `json:"externalId"`
+}
+
+type transactionList struct {
+	WalletID      string            `json:"walletId"`
+	Items         []transactionResp `json:"items"`
+	NextPageToken string            `json:"nextPageToken"`
+}
+
+// chainDigest summarizes the rows a broadcast request may write (transactions, transfers,
+// nonce fillers, the nonce allocator, jobs): a refused request must leave it unchanged. The
+// user action it consumed and its audit entry are recorded on purpose, so the whole-database
+// Snapshot is not the right check here.
+func chainDigest(t testing.TB, n *apptest.Node) string {
+	t.Helper()
+	var out strings.Builder
+	err := n.App.DB.Tx(t.Context(), func(tx *store.Tx) error {
+		for _, q := range []string{
+			`SELECT COUNT(*), COALESCE(SUM(nonce), 0) FROM transactions`,
+			`SELECT COUNT(*), COALESCE(SUM(nonce), 0) FROM transfers`,
+			`SELECT COUNT(*), COALESCE(SUM(nonce), 0) FROM evm_nonce_fills`,
+			`SELECT COUNT(*), COALESCE(SUM(next), 0) FROM evm_nonces`,
+			`SELECT COUNT(*), COUNT(*) FROM river_job`,
+			`SELECT COUNT(*), COUNT(*) FROM wallets`,
+		} {
+			var a, b int64
+			if err := tx.QueryRowContext(t.Context(), q).Scan(&a, &b); err != nil {
+				return err
+			}
+			fmt.Fprintf(&out, "%d/%d ", a, b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+// unsignedHex is the unsigned serialization of tx as ethers' unsignedSerialized gives it:
+// the typed envelope without signature, or for a legacy transaction the EIP-155 list
+// (…, chainId, 0, 0).
+func unsignedHex(t testing.TB, tx *types.Transaction, chainID *big.Int) string {
+	t.Helper()
+	if tx.Type() == types.LegacyTxType {
+		b, err := rlp.EncodeToBytes([]any{tx.Nonce(), tx.GasPrice(), tx.Gas(), tx.To(), tx.Value(), tx.Data(), chainID, uint(0), uint(0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "0x" + hex.EncodeToString(b)
+	}
+	var fields []any
+	switch tx.Type() {
+	case types.DynamicFeeTxType:
+		fields = []any{tx.ChainId(), tx.Nonce(), tx.GasTipCap(), tx.GasFeeCap(), tx.Gas(), tx.To(), tx.Value(), tx.Data(), tx.AccessList()}
+	default:
+		t.Fatalf("type %d", tx.Type())
+	}
+	b, err := rlp.EncodeToBytes(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "0x" + hex.EncodeToString(append([]byte{tx.Type()}, b...))
+}
+
+func TestTransactions(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		n := apptest.Start(t, e, apptest.Options{})
+		ctx := context.Background()
+		c := n.Admin
+		const network = "BaseSepolia"
+		newWallet := func() walletResp {
+			t.Helper()
+			var w walletResp
+			if err := c.Do(ctx, http.MethodPost, "/wallets", map[string]any{"network": network}, &w); err != nil {
+				t.Fatal(err)
+			}
+			return w
+		}
+		backend, err := n.App.Chains.Get(ctx, network)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chainID := new(big.Int).SetUint64(backend.Network.ChainID)
+		balance := func(addr string) *big.Int {
+			t.Helper()
+			b, err := backend.Client.BalanceAt(ctx, common.HexToAddress(addr), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		var info struct {
+			Token struct {
+				Contract string `json:"contract"`
+			} `json:"token"`
+		}
+		if err := c.Do(ctx, http.MethodGet, "/dev/faucet?network="+network, nil, &info); err != nil {
+			t.Fatal(err)
+		}
+		from, to := newWallet(), newWallet()
+		for _, body := range []map[string]any{
+			{"network": network, "address": from.Address, "amount": "1000000000000000000"},
+			{"network": network, "address": from.Address, "amount": "1000000", "contract": info.Token.Contract},
+		} {
+			if err := c.Do(ctx, http.MethodPost, "/dev/faucet", body, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nextNonce := func() uint64 {
+			t.Helper()
+			nn, err := backend.Client.PendingNonceAt(ctx, common.HexToAddress(from.Address))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return nn
+		}
+		wait := func(t *testing.T, id string) transactionResp {
+			t.Helper()
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				var tr transactionResp
+				if err := c.Do(ctx, http.MethodGet, "/wallets/"+from.ID+"/transactions/"+id, nil, &tr); err != nil {
+					t.Fatal(err)
+				}
+				if tr.Status == "Confirmed" || tr.Status == "Failed" || time.Now().After(deadline) {
+					return tr
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		broadcast := func(t *testing.T, body map[string]any) transactionResp {
+			t.Helper()
+			var tr transactionResp
+			if err := c.Do(ctx, http.MethodPost, "/wallets/"+from.ID+"/transactions", body, &tr); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(tr.ID, "tx-") || tr.WalletID != from.ID || tr.Network != network || tr.Requester.UserID == "" ||
+				tr.Metadata != nil || tr.DateRequested == "" || (tr.Status != "Pending" && tr.Status != "Broadcasted" && tr.Status != "Confirmed") {
+				t.Fatalf("transaction %+v", tr)
+			}
+			var echo map[string]any
+			if err := json.Unmarshal(tr.RequestBody, &echo); err != nil || echo["kind"] != body["kind"] {
+				t.Fatalf("requestBody %s, want the request", tr.RequestBody)
+			}
+			return tr
+		}
+		// confirmed waits for a transaction and checks that it moved exactly value plus its fee.
+		confirmed := func(t *testing.T, body map[string]any, value int64) (transactionResp, *types.Receipt) {
+			t.Helper()
+			s0, r0 := balance(from.Address), balance(to.Address)
+			tr := wait(t, broadcast(t, body).ID)
+			if tr.Status != "Confirmed" || len(tr.TxHash) != 66 || tr.Fee == "" || tr.DateBroadcasted == "" || tr.DateConfirmed == "" {
+				t.Fatalf("transaction %+v", tr)
+			}
+			fee, _ := new(big.Int).SetString(tr.Fee, 10)
+			if want := new(big.Int).Sub(new(big.Int).Sub(s0, big.NewInt(value)), fee); balance(from.Address).Cmp(want) != 0 {
+				t.Fatalf("sender balance %s, want %s", balance(from.Address), want)
+			}
+			if body["to"] == to.Address {
+				if want := new(big.Int).Add(r0, big.NewInt(value)); balance(to.Address).Cmp(want) != 0 {
+					t.Fatalf("receiver balance %s, want %s", balance(to.Address), want)
+				}
+			}
+			rc, err := backend.Client.TransactionReceipt(ctx, common.HexToHash(tr.TxHash))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tr, rc
+		}
+
+		t.Run("Evm", func(t *testing.T) {
+			_, rc := confirmed(t, map[string]any{"kind": "Evm", "to": to.Address, "value": "1000"}, 1000)
+			if rc.Type != types.DynamicFeeTxType || rc.GasUsed != 21000 {
+				t.Fatalf("receipt type %d gas %d", rc.Type, rc.GasUsed)
+			}
+		})
+
+		t.Run("EvmContractCall", func(t *testing.T) {
+			// transfer(address,uint256) on the test token, as hex data.
+			data := "0xa9059cbb" + strings.Repeat("0", 24) + strings.ToLower(to.Address[2:]) + fmt.Sprintf("%064x", 77)
+			confirmed(t, map[string]any{"kind": "Evm", "to": info.Token.Contract, "data": data}, 0)
+			var as assetsResp
+			if err := c.Do(ctx, http.MethodGet, "/wallets/"+to.ID+"/assets", nil, &as); err != nil {
+				t.Fatal(err)
+			}
+			if len(as.Assets) < 2 || as.Assets[1].Balance != "77" {
+				t.Fatalf("receiver assets %+v, want 77 tokens", as)
+			}
+		})
+
+		t.Run("Eip1559", func(t *testing.T) {
+			nonce := nextNonce()
+			_, rc := confirmed(t, map[string]any{"kind": "Eip1559", "to": to.Address, "value": "0x10", "nonce": nonce,
+				"gasLimit": "30000", "maxFeePerGas": "100000000000", "maxPriorityFeePerGas": "1000000000"}, 16)
+			tx, _, err := backend.Client.TransactionByHash(ctx, rc.TxHash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tx.Nonce() != nonce || tx.Gas() != 30000 || tx.GasFeeCap().String() != "100000000000" || tx.GasTipCap().String() != "1000000000" {
+				t.Fatalf("sent %d %d %s %s", tx.Nonce(), tx.Gas(), tx.GasFeeCap(), tx.GasTipCap())
+			}
+		})
+
+		t.Run("EvmLegacy", func(t *testing.T) {
+			_, rc := confirmed(t, map[string]any{"kind": "EvmLegacy", "to": to.Address, "value": "5", "gasPrice": "3000000000",
+				"nonce": fmt.Sprint(nextNonce())}, 5)
+			if rc.Type != types.LegacyTxType || rc.EffectiveGasPrice.String() != "3000000000" {
+				t.Fatalf("receipt type %d price %s", rc.Type, rc.EffectiveGasPrice)
+			}
+		})
+
+		t.Run("TransactionKind", func(t *testing.T) {
+			toAddr := common.HexToAddress(to.Address)
+			for _, build := range []func() *types.Transaction{
+				func() *types.Transaction {
+					return types.NewTx(&types.DynamicFeeTx{ChainID: chainID, Nonce: nextNonce(), GasTipCap: big.NewInt(1e9),
+						GasFeeCap: big.NewInt(50e9), Gas: 21000, To: &toAddr, Value: big.NewInt(7)})
+				},
+				func() *types.Transaction {
+					return types.NewTx(&types.LegacyTx{Nonce: nextNonce(), GasPrice: big.NewInt(4e9), Gas: 21000, To: &toAddr, Value: big.NewInt(8)})
+				},
+			} {
+				tx := build()
+				_, rc := confirmed(t, map[string]any{"kind": "Transaction", "transaction": unsignedHex(t, tx, chainID)}, tx.Value().Int64())
+				if rc.Type != tx.Type() {
+					t.Fatalf("receipt type %d, want %d", rc.Type, tx.Type())
+				}
+			}
+		})
+
+		t.Run("Idempotency", func(t *testing.T) {
+			body := map[string]any{"kind": "Evm", "to": to.Address, "value": "1", "externalId": "tx-ext-1"}
+			first := broadcast(t, body)
+			again := broadcast(t, map[string]any{"externalId": "tx-ext-1", "value": "1", "to": to.Address, "kind": "Evm"})
+			if again.ID != first.ID {
+				t.Fatalf("replay gave %s, want %s", again.ID, first.ID)
+			}
+			before := chainDigest(t, n)
+			err := c.Do(ctx, http.MethodPost, "/wallets/"+from.ID+"/transactions", map[string]any{"kind": "Evm", "to": to.Address, "value": "2", "externalId": "tx-ext-1"}, nil)
+			var ce *client.Error
+			if !errors.As(err, &ce) || ce.Status != 409 {
+				t.Fatalf("different body: %v, want 409", err)
+			}
+			var eb struct {
+				Error struct {
+					Details struct {
+						Duplicate struct {
+							ID         string `json:"id"`
+							ExternalID string `json:"externalId"`
+						} `json:"duplicate"`
+					} `json:"details"`
+				} `json:"error"`
+			}
+			if json.Unmarshal(ce.Body, &eb) != nil || eb.Error.Details.Duplicate.ID != first.ID || eb.Error.Details.Duplicate.ExternalID != "tx-ext-1" {
+				t.Fatalf("409 body %s", ce.Body)
+			}
+			if chainDigest(t, n) != before {
+				t.Fatal("the conflicting request changed the database")
+			}
+			if tr := wait(t, first.ID); tr.Status != "Confirmed" || tr.ExternalID != "tx-ext-1" {
+				t.Fatalf("transaction %+v", tr)
+			}
+		})
+
+		t.Run("ListAndGet", func(t *testing.T) {
+			var l transactionList
+			if err := c.Do(ctx, http.MethodGet, "/wallets/"+from.ID+"/transactions?limit=2", nil, &l); err != nil {
+				t.Fatal(err)
+			}
+			if l.WalletID != from.ID || len(l.Items) != 2 || l.NextPageToken == "" || l.Items[0].ID <= l.Items[1].ID {
+				t.Fatalf("list %+v", l)
+			}
+			seen := map[string]bool{}
+			for page, token := 0, ""; page < 20; page++ {
+				var p transactionList
+				if err := c.Do(ctx, http.MethodGet, "/wallets/"+from.ID+"/transactions?limit=2&paginationToken="+token, nil, &p); err != nil {
+					t.Fatal(err)
+				}
+				for _, it := range p.Items {
+					if seen[it.ID] {
+						t.Fatalf("%s listed twice", it.ID)
+					}
+					seen[it.ID] = true
+				}
+				if token = p.NextPageToken; token == "" {
+					break
+				}
+			}
+			if len(seen) != 7 { // Evm, call, 1559, legacy, 2 × Transaction, idempotent one
+				t.Fatalf("%d transactions listed, want 7", len(seen))
+			}
+			if err := c.Do(ctx, http.MethodGet, "/wallets/"+to.ID+"/transactions/"+l.Items[0].ID, nil, nil); status(err) != 404 {
+				t.Fatalf("a transaction under another wallet: %v, want 404", err)
+			}
+			if err := c.Do(ctx, http.MethodGet, "/wallets/"+from.ID+"/transactions/tx-00000-00000-0000000000000000", nil, nil); status(err) != 404 {
+				t.Fatalf("unknown transaction: %v, want 404", err)
+			}
+		})
+
+		t.Run("Refused", func(t *testing.T) {
+			toAddr := common.HexToAddress(to.Address)
+			unsigned := func(cid *big.Int, nonce uint64) string {
+				return unsignedHex(t, types.NewTx(&types.DynamicFeeTx{ChainID: cid, Nonce: nonce, GasTipCap: big.NewInt(1e9),
+					GasFeeCap: big.NewInt(50e9), Gas: 21000, To: &toAddr, Value: big.NewInt(1)}), cid)
+			}
+			signedTx, err := types.SignNewTx(mustKey(), types.LatestSignerForChainID(chainID), &types.DynamicFeeTx{ChainID: chainID,
+				Nonce: nextNonce(), GasTipCap: big.NewInt(1e9), GasFeeCap: big.NewInt(50e9), Gas: 21000, To: &toAddr, Value: big.NewInt(1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			signedRaw, _ := signedTx.MarshalBinary()
+			empty := newWallet()
+			next := nextNonce()
+			for _, tt := range []struct {
+				name   string
+				wallet string
+				body   any
+				want   int
+			}{
+				{"fail/no-kind", from.ID, map[string]any{"to": to.Address}, 400},
+				{"fail/unknown-kind", from.ID, map[string]any{"kind": "Psbt", "psbt": "00"}, 400},
+				{"fail/bad-address", from.ID, map[string]any{"kind": "Evm", "to": "0x1234", "value": "1"}, 400},
+				{"fail/bad-checksum", from.ID, map[string]any{"kind": "Evm", "to": flipCase(to.Address), "value": "1"}, 400},
+				{"fail/negative", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "value": "-1"}, 400},
+				{"fail/decimal", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "value": "1.5"}, 400},
+				{"fail/exponent", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "value": "1e18"}, 400},
+				{"fail/huge", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "value": "1" + strings.Repeat("0", 78)}, 400},
+				{"fail/value-number", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "value": 1}, 400},
+				{"fail/bad-data", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "data": "0xzz"}, 400},
+				{"fail/no-to-no-data", from.ID, map[string]any{"kind": "Evm", "value": "1"}, 400},
+				{"fail/nonce-negative", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "nonce": -1}, 400},
+				{"fail/nonce-fraction", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "nonce": 1.5}, 400},
+				{"fail/nonce-huge", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "nonce": "18446744073709551616"}, 400},
+				{"fail/nonce-ahead", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "nonce": next + 1}, 400},
+				{"fail/nonce-used", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "nonce": next - 1}, 400},
+				{"fail/gas-too-low", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "gasLimit": "20999"}, 400},
+				{"fail/gas-over-block", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "gasLimit": "1000000000000"}, 400},
+				{"fail/tip-over-cap", from.ID, map[string]any{"kind": "Eip1559", "to": to.Address, "maxFeePerGas": "1", "maxPriorityFeePerGas": "2"}, 400},
+				{"fail/field-of-other-kind", from.ID, map[string]any{"kind": "Eip1559", "to": to.Address, "gasPrice": "1"}, 400},
+				{"fail/fee-on-evm", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "maxFeePerGas": "1"}, 400},
+				{"fail/unknown-field", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "amount": "1"}, 400},
+				{"fail/reverts", from.ID, map[string]any{"kind": "Evm", "to": info.Token.Contract, "data": "0xdeadbeef"}, 400},
+				{"fail/too-much", from.ID, map[string]any{"kind": "Evm", "to": to.Address, "value": "1000000000000000000000"}, 400},
+				{"fail/unfunded", empty.ID, map[string]any{"kind": "Evm", "to": to.Address, "value": "1"}, 400},
+				{"fail/tx-missing", from.ID, map[string]any{"kind": "Transaction"}, 400},
+				{"fail/tx-not-hex", from.ID, map[string]any{"kind": "Transaction", "transaction": "0xnothex"}, 400},
+				{"fail/tx-bad-rlp", from.ID, map[string]any{"kind": "Transaction", "transaction": "0x02c3c2c1"}, 400},
+				{"fail/tx-garbage", from.ID, map[string]any{"kind": "Transaction", "transaction": "0x02ffffffff"}, 400},
+				{"fail/tx-blob", from.ID, map[string]any{"kind": "Transaction", "transaction": "0x03c0"}, 400},
+				{"fail/tx-wrong-chain", from.ID, map[string]any{"kind": "Transaction", "transaction": unsigned(big.NewInt(1), next)}, 400},
+				{"fail/tx-signed", from.ID, map[string]any{"kind": "Transaction", "transaction": "0x" + hex.EncodeToString(signedRaw)}, 400},
+				{"fail/tx-nonce-ahead", from.ID, map[string]any{"kind": "Transaction", "transaction": unsigned(chainID, next+5)}, 400},
+				{"fail/tx-with-to", from.ID, map[string]any{"kind": "Transaction", "transaction": unsigned(chainID, next), "to": to.Address}, 400},
+				{"fail/not-json-object", from.ID, []any{1, 2}, 400},
+				{"fail/unknown-wallet", "wa-00000-00000-0000000000000000", map[string]any{"kind": "Evm", "to": to.Address}, 404},
+			} {
+				t.Run(tt.name, func(t *testing.T) {
+					body, _ := json.Marshal(tt.body)
+					path := "/wallets/" + tt.wallet + "/transactions"
+					ua, err := c.UserAction(ctx, http.MethodPost, path, body)
+					if err != nil {
+						t.Fatal(err)
+					}
+					before := chainDigest(t, n)
+					code, resp, err := c.Raw(ctx, http.MethodPost, path, body, ua)
+					if err != nil || code != tt.want {
+						t.Fatalf("got %d %s %v, want %d", code, resp, err, tt.want)
+					}
+					if tnMessage(resp) == "" {
+						t.Fatalf("no error message in %s", resp)
+					}
+					if after := chainDigest(t, n); after != before {
+						t.Fatalf("the refused request changed the database: %s -> %s", before, after)
+					}
+				})
+			}
+			t.Run("fail/other-org", func(t *testing.T) {
+				org2 := newOrg(t, n)
+				before := chainDigest(t, n)
+				body := map[string]any{"kind": "Evm", "to": to.Address, "value": "1"}
+				if err := org2.Client.Do(ctx, http.MethodPost, "/wallets/"+from.ID+"/transactions", body, nil); status(err) != 404 {
+					t.Fatalf("broadcast from another org's wallet: %v, want 404", err)
+				}
+				if err := org2.Client.Do(ctx, http.MethodGet, "/wallets/"+from.ID+"/transactions", nil, nil); status(err) != 404 {
+					t.Fatalf("list another org's transactions: %v, want 404", err)
+				}
+				if chainDigest(t, n) != before {
+					t.Fatal("the refused request changed the database")
+				}
+			})
+			// The refusals left the allocator alone: the next broadcast takes the next nonce.
+			_, rc := confirmed(t, map[string]any{"kind": "Evm", "to": to.Address, "value": "3", "nonce": next}, 3)
+			if tx, _, err := backend.Client.TransactionByHash(ctx, rc.TxHash); err != nil || tx.Nonce() != next {
+				t.Fatalf("nonce after refusals: %v %v, want %d", tx.Nonce(), err, next)
+			}
+		})
+	})
+}
+
+func mustKey() *ecdsa.PrivateKey {
+	k, err := crypto.GenerateKey()
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
