@@ -22,6 +22,7 @@ import (
 	"github.com/countersign/countersign/internal/app/apptest"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testutil"
+	"github.com/countersign/countersign/internal/wallets"
 )
 
 // transactionResp is a TransactionRequest as the SDK types it.
@@ -448,4 +449,109 @@ func mustKey() *ecdsa.PrivateKey {
 		panic(err)
 	}
 	return k
+}
+
+// TestNonceGapFilled: two overspends are signed while the chain still shows the full
+// balance (an API-only node, so nothing is sent yet); the network mines the first and
+// refuses the second for lack of funds. The second ends Failed with the reason, its nonce
+// is filled by a 0-value self-transfer, and a later transfer (next nonce) is mined instead
+// of waiting forever behind the gap.
+func TestNonceGapFilled(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		ctx := context.Background()
+		const network = "EthereumSepolia"
+		dsn, dir := e.DSN(t), t.TempDir()
+		a := apptest.Start(t, e, apptest.Options{DSN: dsn, DataDir: dir, NoJobs: true})
+		var w, sink walletResp
+		for _, x := range []*walletResp{&w, &sink} {
+			if err := a.Admin.Do(ctx, http.MethodPost, "/wallets", map[string]any{"network": network}, x); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Admin.Do(ctx, http.MethodPost, "/dev/faucet", map[string]any{"network": network, "address": w.Address, "amount": "1000000000000000000"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		const spend = "600000000000000000" // 0.6 ETH, twice, from 1 ETH
+		var first transferResp
+		if err := a.Admin.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transfers", map[string]any{"kind": "Native", "to": sink.Address, "amount": spend}, &first); err != nil {
+			t.Fatal(err)
+		}
+		var second transactionResp
+		if err := a.Admin.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transactions", map[string]any{"kind": "Evm", "to": sink.Address, "value": spend}, &second); err != nil {
+			t.Fatal(err)
+		}
+		// Broadcast in nonce order, as the jobs of a busy node might.
+		if err := a.App.Wallets.Advance(ctx, first.ID); err != nil && !errors.Is(err, wallets.ErrPending) {
+			t.Fatal(err)
+		}
+		if err := a.App.Wallets.AdvanceTransaction(ctx, second.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Admin.Do(ctx, http.MethodGet, "/wallets/"+w.ID+"/transactions/"+second.ID, nil, &second); err != nil {
+			t.Fatal(err)
+		}
+		if second.Status != "Failed" || !strings.Contains(second.Reason, "funds") || !strings.Contains(second.Reason, "nonce 1 is filled") ||
+			second.DateBroadcasted != "" {
+			t.Fatalf("refused transaction %+v", second)
+		}
+		addr := common.HexToAddress(w.Address).Hex()
+		fill, err := a.App.DB.LoadFill(ctx, network, addr, 1)
+		if err != nil || fill.Replaces != second.ID || fill.Status != "Pending" {
+			t.Fatalf("filler %+v %v", fill, err)
+		}
+		// Running the refused job again (at least once) keeps the one filler.
+		if err := a.App.Wallets.AdvanceTransaction(ctx, second.ID); err != nil {
+			t.Fatal(err)
+		}
+		a.Stop()
+
+		b := apptest.Start(t, e, apptest.Options{DSN: dsn, DataDir: dir})
+		var third transferResp
+		if err := b.Admin.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transfers", map[string]any{"kind": "Native", "to": sink.Address, "amount": "12345"}, &third); err != nil {
+			t.Fatal(err)
+		}
+		waitTransfer := func(id string) transferResp {
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				var tr transferResp
+				if err := b.Admin.Do(ctx, http.MethodGet, "/wallets/"+w.ID+"/transfers/"+id, nil, &tr); err != nil {
+					t.Fatal(err)
+				}
+				if tr.Status == "Confirmed" || tr.Status == "Failed" || time.Now().After(deadline) {
+					return tr
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		first, third = waitTransfer(first.ID), waitTransfer(third.ID)
+		if first.Status != "Confirmed" || third.Status != "Confirmed" {
+			t.Fatalf("first %+v\nthird %+v", first, third)
+		}
+		backend, err := b.App.Chains.Get(ctx, network)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := backend.Client.NonceAt(ctx, common.HexToAddress(w.Address), nil); err != nil || n != 3 {
+			t.Fatalf("mined nonce %d %v, want 3 (transfer, filler, transfer)", n, err)
+		}
+		if fill, err = b.App.DB.LoadFill(ctx, network, addr, 1); err != nil || fill.Status != "Confirmed" {
+			t.Fatalf("filler %+v %v", fill, err)
+		}
+		rc, err := backend.Client.TransactionReceipt(ctx, common.HexToHash(fill.TxHash))
+		if err != nil || rc.Status != types.ReceiptStatusSuccessful {
+			t.Fatalf("filler receipt %+v %v", rc, err)
+		}
+		fillFee := new(big.Int).Mul(new(big.Int).SetUint64(rc.GasUsed), rc.EffectiveGasPrice)
+		f1, _ := new(big.Int).SetString(first.Fee, 10)
+		f3, _ := new(big.Int).SetString(third.Fee, 10)
+		s, _ := new(big.Int).SetString(spend, 10)
+		want := new(big.Int).Sub(big.NewInt(1e18), s)
+		want.Sub(want, big.NewInt(12345)).Sub(want, f1).Sub(want, f3).Sub(want, fillFee)
+		if got, err := backend.Client.BalanceAt(ctx, common.HexToAddress(w.Address), nil); err != nil || got.Cmp(want) != 0 {
+			t.Fatalf("balance %s %v, want %s", got, err, want)
+		}
+		if got, err := backend.Client.BalanceAt(ctx, common.HexToAddress(sink.Address), nil); err != nil || got.Cmp(new(big.Int).Add(s, big.NewInt(12345))) != 0 {
+			t.Fatalf("sink balance %s %v", got, err)
+		}
+	})
 }
