@@ -80,7 +80,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 		db.Close()
 		return nil, err
 	}
-	queue, err := jobs.New(db, log, jobs.Options{})
+	queue, err := jobs.New(db, log, jobs.Options{JobTimeout: cfg.JobTimeout, RescueStuckJobsAfter: cfg.JobRescueAfter})
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -149,6 +149,7 @@ func (a *App) wireTransactions(db *store.DB, q *jobs.Queue) error {
 					}
 				}
 			}
+			a.Log.Warn("fault injection: killing this node after sending, before recording", "txHash", hash)
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		})
 	}

@@ -30,6 +30,9 @@ type Config struct {
 	DebugListen   string        `name:"debug-listen" help:"Serve /debug/pprof on this address (off when empty; keep it on loopback)." env:"COUNTERSIGN_DEBUG_LISTEN"`
 	NoJobs        bool          `name:"no-jobs" help:"Serve the API but work no background jobs (other nodes on the same database work them)." env:"COUNTERSIGN_NO_JOBS"`
 	NoBootstrap   bool          `name:"no-bootstrap" help:"Do not create the first organization and admin service account." env:"COUNTERSIGN_NO_BOOTSTRAP"`
+	// Job timing: how soon the job of a node that died mid-run is retried by another (crash tests shorten it).
+	JobTimeout     time.Duration `name:"job-timeout" help:"Longest run of one background job (0: 1m)." env:"COUNTERSIGN_JOB_TIMEOUT"`
+	JobRescueAfter time.Duration `name:"job-rescue-after" help:"Age at which a running job is taken to belong to a dead node and retried; must exceed --job-timeout (0: job timeout + 1m)." env:"COUNTERSIGN_JOB_RESCUE_AFTER"`
 }
 
 // DSN returns the database to open.
@@ -67,6 +70,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ChallengeTTL < 10*time.Second || c.ChallengeTTL > time.Hour {
 		return errors.New("config: --challenge-ttl must be between 10s and 1h")
+	}
+	if c.JobTimeout < 0 || c.JobRescueAfter < 0 {
+		return errors.New("config: --job-timeout and --job-rescue-after must not be negative")
 	}
 	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
 		return errors.New("config: --public-url must start with http:// or https://")
