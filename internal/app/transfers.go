@@ -110,8 +110,8 @@ type fillArgs struct {
 
 func (fillArgs) Kind() string { return "nonce_fill" }
 
-// fillWorker runs fillArgs. A filler refused for lack of funds fails the run and River
-// retries it with its growing backoff, so funding the wallet later unblocks its nonces.
+// fillWorker runs fillArgs. A filler refused for lack of funds snoozes like a pending
+// transaction (a snooze uses up no attempt), so funding the wallet later unblocks its nonces.
 type fillWorker struct {
 	river.WorkerDefaults[fillArgs]
 	w *wallets.Service

@@ -555,3 +555,84 @@ func TestNonceGapFilled(t *testing.T) {
 		}
 	})
 }
+
+// TestNonceFillerWaitsForFunds: when the wallet cannot even pay the filler's gas, the
+// filler waits (ErrPending: its job snoozes, using up no attempt) and goes out once the
+// wallet is funded; the nonce after it is then mined.
+func TestNonceFillerWaitsForFunds(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		ctx := context.Background()
+		const network = "BaseSepolia"
+		n := apptest.Start(t, e, apptest.Options{NoJobs: true}) // jobs are run by hand, in order
+		var w walletResp
+		if err := n.Admin.Do(ctx, http.MethodPost, "/wallets", map[string]any{"network": network}, &w); err != nil {
+			t.Fatal(err)
+		}
+		const funds = 1_000_000_000_000_000 // 0.001 ETH
+		if err := n.Admin.Do(ctx, http.MethodPost, "/dev/faucet", map[string]any{"network": network, "address": w.Address, "amount": fmt.Sprint(funds)}, nil); err != nil {
+			t.Fatal(err)
+		}
+		// Each spends everything its worst-case gas leaves: the first is mined and leaves
+		// 21000 × (2 gwei - base - 1 gwei), less than any filler (21000 × (2 base + 1 gwei)).
+		body := map[string]any{"kind": "Eip1559", "to": "0x000000000000000000000000000000000000dEaD",
+			"value": fmt.Sprint(funds - 21000*2_000_000_000), "gasLimit": "21000", "maxFeePerGas": "2000000000", "maxPriorityFeePerGas": "1000000000"}
+		var first, second transactionResp
+		for _, tr := range []*transactionResp{&first, &second} {
+			if err := n.Admin.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transactions", body, tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := n.App.Wallets.AdvanceTransaction(ctx, first.ID); err != nil && !errors.Is(err, wallets.ErrPending) {
+			t.Fatal(err)
+		}
+		if err := n.App.Wallets.AdvanceTransaction(ctx, second.ID); err != nil {
+			t.Fatal(err)
+		}
+		addr := common.HexToAddress(w.Address).Hex()
+		for range 2 {
+			if err := n.App.Wallets.AdvanceFill(ctx, network, addr, 1); !errors.Is(err, wallets.ErrPending) {
+				t.Fatalf("unfunded filler: %v, want ErrPending", err)
+			}
+		}
+		if f, err := n.App.DB.LoadFill(ctx, network, addr, 1); err != nil || f.Status != "Pending" {
+			t.Fatalf("unfunded filler %+v %v", f, err)
+		}
+		if err := n.Admin.Do(ctx, http.MethodPost, "/dev/faucet", map[string]any{"network": network, "address": w.Address, "amount": fmt.Sprint(funds)}, nil); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := n.App.Wallets.AdvanceFill(ctx, network, addr, 1)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, wallets.ErrPending) || time.Now().After(deadline) {
+				t.Fatalf("funded filler: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if f, err := n.App.DB.LoadFill(ctx, network, addr, 1); err != nil || f.Status != "Confirmed" {
+			t.Fatalf("funded filler %+v %v", f, err)
+		}
+		var third transferResp
+		if err := n.Admin.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transfers", map[string]any{"kind": "Native", "to": "0x000000000000000000000000000000000000dEaD", "amount": "1"}, &third); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			err := n.App.Wallets.Advance(ctx, third.ID)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, wallets.ErrPending) || time.Now().After(deadline) {
+				t.Fatalf("transfer after the filler: %v", err)
+			}
+		}
+		backend, err := n.App.Chains.Get(ctx, network)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := backend.Client.NonceAt(ctx, common.HexToAddress(w.Address), nil); err != nil || got != 3 {
+			t.Fatalf("mined nonce %d %v, want 3", got, err)
+		}
+	})
+}

@@ -716,8 +716,9 @@ func (s *Service) failAndFill(ctx context.Context, b *registry.Backend, o *outgo
 }
 
 // AdvanceFill broadcasts a nonce filler and follows it until it is mined. A filler the
-// network refuses for lack of funds is retried later (the caller's job backs off): the
-// wallet's later transactions wait for it, and funding the wallet unblocks them.
+// network refuses for lack of funds returns ErrPending, so its job keeps checking back
+// without running out of attempts: the wallet's later transactions wait for it, and
+// funding the wallet unblocks them.
 func (s *Service) AdvanceFill(ctx context.Context, network, address string, nonce uint64) error {
 	f, err := s.fills.LoadFill(ctx, network, address, nonce)
 	if err != nil {
@@ -739,6 +740,11 @@ func (s *Service) AdvanceFill(ctx context.Context, network, address string, nonc
 			if nonceTooLow(err) { // the nonce is used after all: nothing to fill
 				f.Status = Superseded
 				return s.fills.UpdateFill(ctx, f)
+			}
+			if permanent(err) {
+				// Most likely the wallet cannot pay the filler's gas: wait (without using up
+				// the job's attempts) until someone funds it.
+				return fmt.Errorf("nonce filler %s refused (%v): %w", f.TxHash, err, ErrPending)
 			}
 			return fmt.Errorf("nonce filler %s: %w", f.TxHash, err)
 		}
