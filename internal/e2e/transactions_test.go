@@ -534,7 +534,13 @@ func TestNonceGapFilled(t *testing.T) {
 		if n, err := backend.Client.NonceAt(ctx, common.HexToAddress(w.Address), nil); err != nil || n != 3 {
 			t.Fatalf("mined nonce %d %v, want 3 (transfer, filler, transfer)", n, err)
 		}
-		if fill, err = b.App.DB.LoadFill(ctx, network, addr, 1); err != nil || fill.Status != "Confirmed" {
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			// The filler is mined (the third transfer is), but its job may not have looked yet.
+			if fill, err = b.App.DB.LoadFill(ctx, network, addr, 1); err != nil || fill.Status == "Confirmed" || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil || fill.Status != "Confirmed" {
 			t.Fatalf("filler %+v %v", fill, err)
 		}
 		rc, err := backend.Client.TransactionReceipt(ctx, common.HexToHash(fill.TxHash))
@@ -633,6 +639,59 @@ func TestNonceFillerWaitsForFunds(t *testing.T) {
 		}
 		if got, err := backend.Client.NonceAt(ctx, common.HexToAddress(w.Address), nil); err != nil || got != 3 {
 			t.Fatalf("mined nonce %d %v, want 3", got, err)
+		}
+	})
+}
+
+// TestDroppedThenRefused: a transaction the network accepted and later dropped (here: a
+// Broadcasted row whose bytes no node knows) is sent again by its job; refused for good
+// then (no funds left), it ends Failed and its nonce is filled.
+func TestDroppedThenRefused(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		ctx := context.Background()
+		const network = "BaseSepolia"
+		n := apptest.Start(t, e, apptest.Options{NoJobs: true})
+		var w walletResp
+		if err := n.Admin.Do(ctx, http.MethodPost, "/wallets", map[string]any{"network": network}, &w); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Admin.Do(ctx, http.MethodPost, "/dev/faucet", map[string]any{"network": network, "address": w.Address, "amount": "1000000000000000000"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		body := map[string]any{"kind": "Evm", "to": "0x000000000000000000000000000000000000dEaD", "value": "600000000000000000"}
+		var first, second transactionResp
+		for _, tr := range []*transactionResp{&first, &second} {
+			if err := n.Admin.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transactions", body, tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := n.App.Wallets.AdvanceTransaction(ctx, first.ID); err != nil && !errors.Is(err, wallets.ErrPending) {
+			t.Fatal(err)
+		}
+		if err := n.App.DB.Tx(ctx, func(tx *store.Tx) error {
+			_, err := tx.ExecContext(ctx, `UPDATE transactions SET status = 'Broadcasted', broadcasted_at = created_at WHERE id = $1`, second.ID)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if err := n.App.Wallets.AdvanceTransaction(ctx, second.ID); err != nil && !errors.Is(err, wallets.ErrPending) {
+				t.Fatal(err)
+			}
+			if err := n.Admin.Do(ctx, http.MethodGet, "/wallets/"+w.ID+"/transactions/"+second.ID, nil, &second); err != nil {
+				t.Fatal(err)
+			}
+			if second.Status != "Broadcasted" || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if second.Status != "Failed" || !strings.Contains(second.Reason, "refused") || !strings.Contains(second.Reason, "nonce 1 is filled") {
+			t.Fatalf("dropped, then refused: %+v", second)
+		}
+		if f, err := n.App.DB.LoadFill(ctx, network, common.HexToAddress(w.Address).Hex(), 1); err != nil || f.Replaces != second.ID {
+			t.Fatalf("filler %+v %v", f, err)
 		}
 	})
 }

@@ -604,13 +604,7 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 	if o.Status == Executing || o.Status == Pending {
 		if err := b.Client.SendTransaction(ctx, &tx); err != nil && !alreadySent(ctx, b, hash, err) {
 			if permanent(err) {
-				// Never broadcast, so no dateBroadcasted or dateConfirmed.
-				reason := "the network refused the transaction: " + clip(err.Error())
-				if nonceTooLow(err) || s.fills == nil {
-					o.Status, o.Reason = Failed, reason
-					return save()
-				}
-				return s.failAndFill(ctx, b, o, reason)
+				return s.refused(ctx, b, o, err, save) // never broadcast, so no dateBroadcasted or dateConfirmed
 			}
 			return err
 		}
@@ -623,6 +617,10 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 		}
 	}
 	rc, err := s.receipt(ctx, b, &tx)
+	var re *refusedError
+	if errors.As(err, &re) { // dropped by the network, then refused when sent again
+		return s.refused(ctx, b, o, re.err, save)
+	}
 	if errors.Is(err, errNonceTaken) {
 		o.Status, o.Reason = Failed, "another transaction took nonce "+fmt.Sprint(o.Nonce)
 		o.ConfirmedAt = s.now().UTC().Truncate(time.Millisecond)
@@ -647,9 +645,27 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 
 var errNonceTaken = errors.New("wallets: another transaction took the nonce")
 
+// refusedError is a send the network refused for good (see permanent).
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return "the network refused the transaction: " + e.err.Error() }
+
+// refused ends o Failed after the network refused it for good and, unless the refusal
+// means its nonce is already used, fills the nonce (see advance).
+func (s *Service) refused(ctx context.Context, b *registry.Backend, o *outgoing, err error, save func() error) error {
+	reason := "the network refused the transaction: " + clip(err.Error())
+	if nonceTooLow(err) || s.fills == nil {
+		o.Status, o.Reason = Failed, reason
+		return save()
+	}
+	return s.failAndFill(ctx, b, o, reason)
+}
+
 // receipt returns the receipt of a sent transaction, ErrPending while it is not mined, or
 // errNonceTaken when another transaction was mined with its nonce. A node that no longer
-// knows the transaction (a restarted node loses its pool) is given the same bytes again.
+// knows the transaction (a restarted node loses its pool; a pool evicts a transaction its
+// sender can no longer pay for) is given the same bytes again; a refusal for good then is
+// a *refusedError.
 func (s *Service) receipt(ctx context.Context, b *registry.Backend, tx *types.Transaction) (*types.Receipt, error) {
 	rc, err := b.Client.TransactionReceipt(ctx, tx.Hash())
 	if err == nil || !errors.Is(err, ethereum.NotFound) {
@@ -674,6 +690,9 @@ func (s *Service) receipt(ctx context.Context, b *registry.Backend, tx *types.Tr
 		return nil, errNonceTaken
 	}
 	if err := b.Client.SendTransaction(ctx, tx); err != nil && !alreadySent(ctx, b, tx.Hash(), err) {
+		if permanent(err) {
+			return nil, &refusedError{err}
+		}
 		return nil, err
 	}
 	return nil, ErrPending
@@ -754,9 +773,12 @@ func (s *Service) AdvanceFill(ctx context.Context, network, address string, nonc
 		}
 	}
 	_, err = s.receipt(ctx, b, &tx)
+	var re *refusedError
 	switch {
-	case errors.Is(err, errNonceTaken):
+	case errors.As(err, &re) && nonceTooLow(re.err), errors.Is(err, errNonceTaken):
 		f.Status = Superseded
+	case errors.As(err, &re):
+		return fmt.Errorf("nonce filler %s refused (%v): %w", f.TxHash, re.err, ErrPending)
 	case err != nil:
 		return err
 	default:
