@@ -420,6 +420,17 @@ func TestTransactions(t *testing.T) {
 					}
 				})
 			}
+			t.Run("fail/no-user-action", func(t *testing.T) {
+				before := chainDigest(t, n)
+				body := []byte(`{"kind":"Evm","to":"` + to.Address + `","value":"1"}`)
+				code, resp, err := c.Raw(ctx, http.MethodPost, "/wallets/"+from.ID+"/transactions", body, "")
+				if err != nil || code != http.StatusForbidden {
+					t.Fatalf("without a user action: %d %s %v, want 403", code, resp, err)
+				}
+				if chainDigest(t, n) != before {
+					t.Fatal("the refused request changed the database")
+				}
+			})
 			t.Run("fail/other-org", func(t *testing.T) {
 				org2 := newOrg(t, n)
 				before := chainDigest(t, n)
