@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/countersign/countersign/internal/keys"
 	"github.com/countersign/countersign/internal/wallets"
@@ -100,10 +101,15 @@ func (db *DB) ListTransactions(ctx context.Context, orgID, walletID string, page
 
 // UpdateTransactionStatus records a transaction's progress. A final status is never changed.
 func (db *DB) UpdateTransactionStatus(ctx context.Context, t wallets.Transaction) error {
-	_, err := db.exec(ctx, `UPDATE transactions SET status = $1, reason = $2, fee = $3, broadcasted_at = $4, confirmed_at = $5
+	return db.updateSent(ctx, "transactions", t.ID, t.Status, t.Reason, t.Fee, t.BroadcastedAt, t.ConfirmedAt)
+}
+
+// updateSent records the progress of a transfer or transaction (table) whose status is not
+// final yet.
+func (db *DB) updateSent(ctx context.Context, table, id, status, reason, fee string, broadcasted, confirmed time.Time) error {
+	_, err := db.exec(ctx, `UPDATE `+table+` SET status = $1, reason = $2, fee = $3, broadcasted_at = $4, confirmed_at = $5
 		WHERE id = $6 AND status NOT IN ('Confirmed', 'Failed')`,
-		t.Status, nullStr(t.Reason), nullStr(t.Fee), optMS(t.BroadcastedAt, ms(t.BroadcastedAt)),
-		optMS(t.ConfirmedAt, ms(t.ConfirmedAt)), t.ID)
+		status, nullStr(reason), nullStr(fee), optMS(broadcasted, ms(broadcasted)), optMS(confirmed, ms(confirmed)), id)
 	return err
 }
 

@@ -129,9 +129,5 @@ func (db *DB) ListTransfers(ctx context.Context, orgID, walletID string, page ke
 
 // UpdateTransferStatus records a transfer's progress. A final status is never changed.
 func (db *DB) UpdateTransferStatus(ctx context.Context, t wallets.Transfer) error {
-	_, err := db.exec(ctx, `UPDATE transfers SET status = $1, reason = $2, fee = $3, broadcasted_at = $4, confirmed_at = $5
-		WHERE id = $6 AND status NOT IN ('Confirmed', 'Failed')`,
-		t.Status, nullStr(t.Reason), nullStr(t.Fee), optMS(t.BroadcastedAt, ms(t.BroadcastedAt)),
-		optMS(t.ConfirmedAt, ms(t.ConfirmedAt)), t.ID)
-	return err
+	return db.updateSent(ctx, "transfers", t.ID, t.Status, t.Reason, t.Fee, t.BroadcastedAt, t.ConfirmedAt)
 }

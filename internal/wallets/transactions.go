@@ -507,12 +507,38 @@ func (s *Service) signEVM(ctx context.Context, k keys.Key, chainID *big.Int, tx 
 // replayTransaction answers a retried request (same externalId) with the original, or 409
 // when the retry is not the same request (dfns-api.md §6.4).
 func replayTransaction(prev Transaction, walletID string, body []byte) (Transaction, error) {
-	if prev.WalletID == walletID && keys.JSONEqual(prev.RequestBody, body) {
-		return prev, nil
+	if err := sameRequest("transaction", prev.ID, prev.ExternalID, prev.WalletID, prev.RequestBody, walletID, body); err != nil {
+		return Transaction{}, err
 	}
-	return Transaction{}, errs.WithDetails(
-		errs.E(errs.Conflict, "Conflicting transaction with same externalId", nil),
-		map[string]any{"duplicate": map[string]string{"id": prev.ID, "externalId": prev.ExternalID}})
+	return prev, nil
+}
+
+// sameRequest checks that a request reusing an externalId repeats the original (same
+// wallet, same JSON body); otherwise it is the 409 of dfns-api.md §6.4, naming the original.
+func sameRequest(what, prevID, prevExternalID, prevWalletID string, prevBody []byte, walletID string, body []byte) error {
+	if prevWalletID == walletID && keys.JSONEqual(prevBody, body) {
+		return nil
+	}
+	return errs.WithDetails(errs.Ef(errs.Conflict, "Conflicting %s with same externalId", what),
+		map[string]any{"duplicate": map[string]string{"id": prevID, "externalId": prevExternalID}})
+}
+
+// pageOf reads one page of a list, newest first: it asks list for one item more than the
+// page holds, so it knows whether a next page (whose token is the last id) exists.
+func pageOf[T any](page keys.Page, list func(keys.Page) ([]T, error), id func(T) string) ([]T, string, error) {
+	if page.Limit <= 0 {
+		page.Limit = 100
+	}
+	page.Limit = min(page.Limit, 500)
+	items, err := list(keys.Page{Limit: page.Limit + 1, After: page.After})
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(items) > page.Limit {
+		items, next = items[:page.Limit], id(items[page.Limit-1])
+	}
+	return items, next, nil
 }
 
 // GetTransaction returns a broadcast request of a wallet of the caller's organization.
@@ -541,19 +567,8 @@ func (s *Service) ListTransactions(ctx context.Context, p auth.Principal, wallet
 	if s.txs == nil {
 		return []Transaction{}, "", nil
 	}
-	if page.Limit <= 0 {
-		page.Limit = 100
-	}
-	page.Limit = min(page.Limit, 500)
-	ts, err := s.txs.ListTransactions(ctx, p.OrgID, walletID, keys.Page{Limit: page.Limit + 1, After: page.After})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(ts) > page.Limit {
-		ts, next = ts[:page.Limit], ts[page.Limit-1].ID
-	}
-	return ts, next, nil
+	return pageOf(page, func(pg keys.Page) ([]Transaction, error) { return s.txs.ListTransactions(ctx, p.OrgID, walletID, pg) },
+		func(t Transaction) string { return t.ID })
 }
 
 // AdvanceTransaction moves a broadcast request on, like Advance does a transfer.

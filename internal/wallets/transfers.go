@@ -256,12 +256,10 @@ func (s *Service) tokenBalance(ctx context.Context, b *registry.Backend, token, 
 // replayTransfer answers a retried request (same externalId) with the original, or 409 when
 // the retry is not the same request (dfns-api.md §6.4).
 func replayTransfer(prev Transfer, walletID string, body []byte) (Transfer, error) {
-	if prev.WalletID == walletID && keys.JSONEqual(prev.RequestBody, body) {
-		return prev, nil
+	if err := sameRequest("transfer", prev.ID, prev.ExternalID, prev.WalletID, prev.RequestBody, walletID, body); err != nil {
+		return Transfer{}, err
 	}
-	return Transfer{}, errs.WithDetails(
-		errs.E(errs.Conflict, "Conflicting transfer with same externalId", nil),
-		map[string]any{"duplicate": map[string]string{"id": prev.ID, "externalId": prev.ExternalID}})
+	return prev, nil
 }
 
 // GetTransfer returns a transfer of a wallet of the caller's organization.
@@ -290,19 +288,8 @@ func (s *Service) ListTransfers(ctx context.Context, p auth.Principal, walletID 
 	if s.transfers == nil {
 		return []Transfer{}, "", nil
 	}
-	if page.Limit <= 0 {
-		page.Limit = 100
-	}
-	page.Limit = min(page.Limit, 500)
-	ts, err := s.transfers.ListTransfers(ctx, p.OrgID, walletID, keys.Page{Limit: page.Limit + 1, After: page.After})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(ts) > page.Limit {
-		ts, next = ts[:page.Limit], ts[page.Limit-1].ID
-	}
-	return ts, next, nil
+	return pageOf(page, func(pg keys.Page) ([]Transfer, error) { return s.transfers.ListTransfers(ctx, p.OrgID, walletID, pg) },
+		func(t Transfer) string { return t.ID })
 }
 
 // ErrPending is returned by Advance while a broadcast transaction has no receipt yet.
