@@ -61,7 +61,7 @@ const TO = '0x000000000000000000000000000000000000dEaD';
 // ---------------------------------------------------------------------------------------------------------------
 const USED_METHODS = {
   keys: ['createKey', 'listKeys', 'getKey', 'updateKey', 'deleteKey', 'generateSignature', 'listSignatures', 'getSignature'],
-  wallets: ['createWallet', 'listWallets', 'getWallet', 'updateWallet', 'tagWallet', 'untagWallet', 'generateSignature', 'listSignatures', 'getSignature', 'transferAsset', 'getTransfer', 'listTransfers', 'getWalletAssets'],
+  wallets: ['createWallet', 'listWallets', 'getWallet', 'updateWallet', 'tagWallet', 'untagWallet', 'generateSignature', 'listSignatures', 'getSignature', 'transferAsset', 'getTransfer', 'listTransfers', 'getWalletAssets', 'broadcastTransaction', 'getTransaction', 'listTransactions'],
 };
 function sdk(group, method) {
   const g = admin.client[group];
@@ -751,6 +751,68 @@ describe(`countersign keys and EVM wallets with the official @dfns/sdk ${SDK_VER
         assertTransfer(`listTransfers(${what})`, item, x);
         for (const f of ['status', 'txHash', 'fee', 'dateRequested']) assert.equal(item[f], tr[f], `listTransfers ${what} ${f}`);
       }
+    });
+  });
+
+  // Broadcast requests (README "Broadcast transactions"): the funded wallet of the transfers sends native coin with
+  // wallets.broadcastTransaction (kind Evm: the server fills nonce, gas and fees); getTransaction follows it to
+  // Confirmed, listTransactions lists it once (a replay with the same externalId adds nothing), and the balance drops
+  // by exactly the value and the reported fee.
+  describe('broadcast transactions on the EthereumSepolia dev chain', () => {
+    const T = {};
+    function assertTransaction(what, tx, body) {
+      assert.ok(tx && typeof tx === 'object', `${what}: transaction request must be an object, got ${clip(JSON.stringify(tx))}`);
+      const j = clip(JSON.stringify(tx), 900);
+      assert.ok(isStr(tx.id) && tx.id.startsWith('tx-'), `${what}: id must be a string starting "tx-": ${j}`);
+      assert.equal(tx.walletId, X.wallet.id, `${what}: walletId: ${j}`);
+      assert.equal(tx.network, NETWORK, `${what}: network: ${j}`);
+      assert.ok(isStr(tx.requester?.userId) && tx.requester.userId.length > 0, `${what}: requester.userId: ${j}`);
+      assert.deepEqual(tx.requestBody, body, `${what}: requestBody must echo the request body: ${j}`);
+      assert.ok(XFR_STATUSES.includes(tx.status), `${what}: status must be one of ${XFR_STATUSES.join('|')}: ${j}`);
+      assert.ok(!['Failed', 'Rejected'].includes(tx.status), `${what}: status ${tx.status} (reason ${JSON.stringify(tx.reason)}): ${j}`);
+      assert.ok(isStr(tx.dateRequested) && ISO.test(tx.dateRequested), `${what}: dateRequested must be an ISO-8601 string: ${j}`);
+      for (const f of ['dateBroadcasted', 'dateConfirmed'])
+        if (tx[f] !== undefined) assert.ok(isStr(tx[f]) && ISO.test(tx[f]), `${what}: ${f}, if present, must be an ISO-8601 string: ${j}`);
+      assert.equal(tx.externalId, body.externalId, `${what}: externalId must be echoed: ${j}`);
+      if (tx.status === 'Confirmed') {
+        assert.match(tx.txHash ?? '', HEX32, `${what}: a Confirmed transaction's txHash: ${j}`);
+        assert.ok(isStr(tx.fee) && INT.test(tx.fee) && BigInt(tx.fee) > 0n, `${what}: a Confirmed transaction's fee: ${j}`);
+      }
+    }
+
+    step('broadcastTransaction kind Evm -> a tx- request; getTransaction follows it to Confirmed; the balance drops by value + fee', async () => {
+      need(X.wallet, 'funded wallet');
+      const before = await assets('getWalletAssets(before broadcast)');
+      T.body = { kind: 'Evm', to: TO, value: '4242', externalId: `compat-tx-${uniq()}` };
+      const tx = await sdk('wallets', 'broadcastTransaction')({ walletId: X.wallet.id, body: { ...T.body } });
+      assertTransaction('broadcastTransaction(Evm)', tx, T.body);
+      const ua = wire.filter((e) => e.via === 'sdk' && e.method === 'POST' && pathOf(e.url) === `/wallets/${X.wallet.id}/transactions`).at(-1);
+      assert.ok(ua?.userAction, 'the SDK sends broadcastTransaction with an x-dfns-useraction header');
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        T.confirmed = await sdk('wallets', 'getTransaction')({ walletId: X.wallet.id, transactionId: tx.id });
+        assertTransaction('getTransaction', T.confirmed, T.body);
+        assert.equal(T.confirmed.id, tx.id, 'getTransaction id');
+        if (T.confirmed.status === 'Confirmed') break;
+        assert.ok(Date.now() < deadline, `not Confirmed within 20 s; last: ${clip(JSON.stringify(T.confirmed))}`);
+        await sleep(200);
+      }
+      const again = await sdk('wallets', 'broadcastTransaction')({ walletId: X.wallet.id, body: { ...T.body } });
+      assert.equal(again.id, tx.id, 'a replay with the same externalId and body must return the original transaction');
+      const after = await assets('getWalletAssets(after broadcast)');
+      const want = before.native - 4242n - BigInt(T.confirmed.fee);
+      assert.equal(after.native, want, `native balance must drop by 4242 + fee ${T.confirmed.fee}; difference ${after.native - want}`);
+    });
+
+    step('listTransactions contains the transaction once, as getTransaction returns it', async () => {
+      const c = need(T.confirmed, 'confirmed transaction');
+      const list = await sdk('wallets', 'listTransactions')({ walletId: X.wallet.id });
+      assert.ok(Array.isArray(list?.items), `items must be an array: ${clip(JSON.stringify(list))}`);
+      assert.equal(list.walletId, X.wallet.id, 'listTransactions walletId');
+      const ids = list.items.map((x) => x?.id);
+      assert.deepEqual(ids, [c.id], `the wallet broadcast one transaction: ${ids.join(', ')}`);
+      assertTransaction('listTransactions', list.items[0], T.body);
+      for (const f of ['status', 'txHash', 'fee', 'dateRequested', 'dateBroadcasted', 'dateConfirmed']) assert.equal(list.items[0][f], c[f], `listTransactions ${f}`);
     });
   });
 

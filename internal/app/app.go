@@ -83,7 +83,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 		db.Close()
 		return nil, err
 	}
-	queue, err := jobs.New(db, log, jobs.Options{})
+	queue, err := jobs.New(db, log, jobs.Options{JobTimeout: cfg.JobTimeout, RescueStuckJobsAfter: cfg.JobRescueAfter})
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -132,6 +132,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	a.Wallets.SetChains(a.Chains)
 	a.Wallets.SetTransfers(transferStore{DB: db, q: queue})
 	if err := jobs.Register(queue, &transferWorker{w: a.Wallets}); err != nil {
+		return fail(err)
+	}
+	if err := a.wireTransactions(db, queue); err != nil {
 		return fail(err)
 	}
 	a.API = httpapi.New(httpapi.Deps{

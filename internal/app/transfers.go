@@ -3,8 +3,11 @@ package app
 import (
 	"context"
 	"errors"
+	"os"
+	"syscall"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/riverqueue/river"
 
 	"github.com/countersign/countersign/internal/jobs"
@@ -57,4 +60,101 @@ func (w *transferWorker) Work(ctx context.Context, j *river.Job[transferArgs]) e
 		return river.JobSnooze(min(max(time.Since(j.CreatedAt)/10, transferPoll), transferPollMax))
 	}
 	return err
+}
+
+// txStore is the store's broadcast requests and nonce fillers plus the job queue, with the
+// same outbox rule as transferStore.
+type txStore struct {
+	*store.DB
+	q *jobs.Queue
+}
+
+func (s txStore) CreateTransaction(ctx context.Context, t wallets.Transaction, sender string, chainNonce uint64,
+	sign func(nonce uint64) ([]byte, string, error)) (wallets.Transaction, error) {
+	return s.DB.CreateTransaction(ctx, t, sender, chainNonce, sign, func(ctx context.Context, tx *store.Tx) error {
+		_, err := s.q.InsertTx(ctx, tx, transactionArgs{TransactionID: t.ID}, nil)
+		return err
+	})
+}
+
+func (s txStore) FailAndFill(ctx context.Context, replaces, reason string, f wallets.NonceFill) error {
+	return s.DB.FailAndFill(ctx, replaces, reason, f, func(ctx context.Context, tx *store.Tx) error {
+		_, err := s.q.InsertTx(ctx, tx, fillArgs{Network: f.Network, Address: f.Address, Nonce: f.Nonce}, nil)
+		return err
+	})
+}
+
+// transactionArgs is the job that broadcasts a broadcast request's signed transaction and
+// follows it until it is mined (as transferArgs does for transfers).
+type transactionArgs struct {
+	TransactionID string `json:"transactionId"`
+}
+
+func (transactionArgs) Kind() string { return "transaction_broadcast" }
+
+type transactionWorker struct {
+	river.WorkerDefaults[transactionArgs]
+	w *wallets.Service
+}
+
+func (w *transactionWorker) Work(ctx context.Context, j *river.Job[transactionArgs]) error {
+	return snoozePending(j.CreatedAt, w.w.AdvanceTransaction(ctx, j.Args.TransactionID))
+}
+
+// fillArgs is the job that broadcasts the filler of a refused nonce and follows it.
+type fillArgs struct {
+	Network string `json:"network"`
+	Address string `json:"address"`
+	Nonce   uint64 `json:"nonce"`
+}
+
+func (fillArgs) Kind() string { return "nonce_fill" }
+
+// fillWorker runs fillArgs. A filler refused for lack of funds snoozes like a pending
+// transaction (a snooze uses up no attempt), so funding the wallet later unblocks its nonces.
+type fillWorker struct {
+	river.WorkerDefaults[fillArgs]
+	w *wallets.Service
+}
+
+func (w *fillWorker) Work(ctx context.Context, j *river.Job[fillArgs]) error {
+	return snoozePending(j.CreatedAt, w.w.AdvanceFill(ctx, j.Args.Network, j.Args.Address, j.Args.Nonce))
+}
+
+func snoozePending(created time.Time, err error) error {
+	if errors.Is(err, wallets.ErrPending) {
+		return river.JobSnooze(min(max(time.Since(created)/10, transferPoll), transferPollMax))
+	}
+	return err
+}
+
+// FaultEnv names the fault-injection switch of crash tests (internal/e2e/kill_test.go).
+// "kill-after-send" makes the node SIGKILL itself right after a broadcast job handed a
+// transaction to the network (once it is mined, so the crash is after the effect) and
+// before the job records it. Never set it in production.
+const FaultEnv = "COUNTERSIGN_FAULT"
+
+// wireTransactions attaches broadcast requests and nonce fillers to the wallets service
+// and registers their jobs.
+func (a *App) wireTransactions(db *store.DB, q *jobs.Queue) error {
+	ts := txStore{DB: db, q: q}
+	a.Wallets.SetTransactions(ts, ts)
+	if os.Getenv(FaultEnv) == "kill-after-send" {
+		a.Log.Warn("fault injection: this node kills itself after its first broadcast", "env", FaultEnv)
+		a.Wallets.SetAfterSend(func(ctx context.Context, network, hash string) {
+			if b, err := a.Chains.Get(ctx, network); err == nil {
+				for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+					if _, err := b.Client.TransactionReceipt(ctx, common.HexToHash(hash)); err == nil {
+						break
+					}
+				}
+			}
+			a.Log.Warn("fault injection: killing this node after sending, before recording", "txHash", hash)
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		})
+	}
+	if err := jobs.Register(q, &transactionWorker{w: a.Wallets}); err != nil {
+		return err
+	}
+	return jobs.Register(q, &fillWorker{w: a.Wallets})
 }

@@ -34,6 +34,9 @@ type Config struct {
 	NoBootstrap   bool          `name:"no-bootstrap" help:"Do not create the first organization and admin service account." env:"COUNTERSIGN_NO_BOOTSTRAP"`
 	Origins       []string      `name:"origin" help:"Allowed WebAuthn origin, scheme://host[:port] (repeatable); default: the public URL, or http(s)://localhost and http(s)://<rp-id> on the listening port." env:"COUNTERSIGN_ORIGIN"`
 	SMTPURL       string        `name:"smtp-url" help:"Send registration and recovery codes by mail: smtp://[user:pass@]host:port?from=address. Without it codes go to the log (and registration codes to the admin who created the user)." env:"COUNTERSIGN_SMTP_URL"`
+	// Job timing: how soon the job of a node that died mid-run is retried by another (crash tests shorten it).
+	JobTimeout     time.Duration `name:"job-timeout" help:"Longest run of one background job (0: 1m)." env:"COUNTERSIGN_JOB_TIMEOUT"`
+	JobRescueAfter time.Duration `name:"job-rescue-after" help:"Age at which a running job is taken to belong to a dead node and retried; must exceed --job-timeout (0: job timeout + 1m)." env:"COUNTERSIGN_JOB_RESCUE_AFTER"`
 }
 
 // WebOrigins returns the WebAuthn origins to accept for a server listening on addr (the
@@ -101,6 +104,9 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https" && !strings.HasPrefix(o, "android:apk-key-hash:")) || (u.Host == "" && u.Opaque == "") || (u.Path != "" && u.Path != "/") {
 			return fmt.Errorf("config: --origin %q must be scheme://host[:port]", o)
 		}
+	}
+	if c.JobTimeout < 0 || c.JobRescueAfter < 0 {
+		return errors.New("config: --job-timeout and --job-rescue-after must not be negative")
 	}
 	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
 		return errors.New("config: --public-url must start with http:// or https://")

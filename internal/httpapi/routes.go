@@ -75,6 +75,9 @@ func (s *Server) routes() {
 	s.handle("POST /wallets/{id}/transfers", s.createTransfer)
 	s.handle("GET /wallets/{id}/transfers", s.listTransfers)
 	s.handle("GET /wallets/{id}/transfers/{transferId}", s.getTransfer)
+	s.handle("POST /wallets/{id}/transactions", s.createTransaction)
+	s.handle("GET /wallets/{id}/transactions", s.listTransactions)
+	s.handle("GET /wallets/{id}/transactions/{transactionId}", s.getTransaction)
 	s.handle("GET /wallets/{id}/signatures", s.listSignatures("", "id"))
 	s.handle("GET /wallets/{id}/signatures/{sigId}", s.getSignature("", "id"))
 

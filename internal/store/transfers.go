@@ -43,16 +43,10 @@ func optMS(t interface{ IsZero() bool }, v int64) any {
 // keeps two nodes from taking the same nonce; on SQLite the single writer does.
 func (db *DB) CreateTransfer(ctx context.Context, t wallets.Transfer, sender string, chainNonce uint64,
 	sign func(nonce uint64) ([]byte, string, error), after func(ctx context.Context, tx *Tx) error) (wallets.Transfer, error) {
-	upsert := `INSERT INTO evm_nonces (network, address, next) VALUES ($1, $2, $3)
-		ON CONFLICT (network, address) DO UPDATE SET next = GREATEST(evm_nonces.next, $4) + 1 RETURNING next - 1`
-	if db.Dialect == SQLite {
-		upsert = `INSERT INTO evm_nonces (network, address, next) VALUES ($1, $2, $3)
-		ON CONFLICT (network, address) DO UPDATE SET next = MAX(evm_nonces.next, $4) + 1 RETURNING next - 1`
-	}
 	var out wallets.Transfer
 	err := db.Tx(ctx, func(tx *Tx) error {
-		var nonce int64
-		if err := tx.QueryRowContext(ctx, upsert, t.Network, sender, int64(chainNonce)+1, int64(chainNonce)).Scan(&nonce); err != nil {
+		nonce, err := allocNonce(ctx, tx, t.Network, sender, chainNonce)
+		if err != nil {
 			return err
 		}
 		raw, hash, err := sign(uint64(nonce))
@@ -81,6 +75,22 @@ func (db *DB) CreateTransfer(ctx context.Context, t wallets.Transfer, sender str
 		return nil
 	})
 	return out, mapErr(err)
+}
+
+// allocNonce takes sender's next nonce on network: the larger of the stored next nonce
+// and chainNonce (the chain's pending count, read before). The row is written by one
+// upsert, so on PostgreSQL the row lock keeps two nodes from taking the same nonce; on
+// SQLite the single writer does. Rolling tx back gives the nonce back.
+func allocNonce(ctx context.Context, tx *Tx, network, sender string, chainNonce uint64) (int64, error) {
+	upsert := `INSERT INTO evm_nonces (network, address, next) VALUES ($1, $2, $3)
+		ON CONFLICT (network, address) DO UPDATE SET next = GREATEST(evm_nonces.next, $4) + 1 RETURNING next - 1`
+	if tx.db.Dialect == SQLite {
+		upsert = `INSERT INTO evm_nonces (network, address, next) VALUES ($1, $2, $3)
+		ON CONFLICT (network, address) DO UPDATE SET next = MAX(evm_nonces.next, $4) + 1 RETURNING next - 1`
+	}
+	var nonce int64
+	err := tx.QueryRowContext(ctx, upsert, network, sender, int64(chainNonce)+1, int64(chainNonce)).Scan(&nonce)
+	return nonce, err
 }
 
 // GetTransfer returns a transfer of the organization.
@@ -119,9 +129,5 @@ func (db *DB) ListTransfers(ctx context.Context, orgID, walletID string, page ke
 
 // UpdateTransferStatus records a transfer's progress. A final status is never changed.
 func (db *DB) UpdateTransferStatus(ctx context.Context, t wallets.Transfer) error {
-	_, err := db.exec(ctx, `UPDATE transfers SET status = $1, reason = $2, fee = $3, broadcasted_at = $4, confirmed_at = $5
-		WHERE id = $6 AND status NOT IN ('Confirmed', 'Failed')`,
-		t.Status, nullStr(t.Reason), nullStr(t.Fee), optMS(t.BroadcastedAt, ms(t.BroadcastedAt)),
-		optMS(t.ConfirmedAt, ms(t.ConfirmedAt)), t.ID)
-	return err
+	return db.updateSent(ctx, "transfers", t.ID, t.Status, t.Reason, t.Fee, t.BroadcastedAt, t.ConfirmedAt)
 }

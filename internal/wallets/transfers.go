@@ -226,26 +226,11 @@ func (s *Service) Transfer(ctx context.Context, p auth.Principal, walletID strin
 		return Transfer{}, unavailable(err)
 	}
 	chainID := new(big.Int).SetUint64(b.Network.ChainID)
-	signer := types.LatestSignerForChainID(chainID)
 	now := s.now().UTC().Truncate(time.Millisecond)
 	t.ID, t.CreatedAt = ids.NewAt("xfr", now), now
 	sign := func(nonce uint64) ([]byte, string, error) {
-		tx := types.NewTx(&types.DynamicFeeTx{ChainID: chainID, Nonce: nonce, GasTipCap: tipCap, GasFeeCap: feeCap,
-			Gas: gas, To: &txTo, Value: value, Data: data})
-		sig, err := s.keys.SignHash(ctx, w.Key, signer.Hash(tx).Bytes())
-		if err != nil {
-			return nil, "", err
-		}
-		rsv := append(append(append([]byte{}, common.LeftPadBytes(sig.R, 32)...), common.LeftPadBytes(sig.S, 32)...), byte(sig.RecID))
-		signed, err := tx.WithSignature(signer, rsv)
-		if err != nil {
-			return nil, "", errs.E(errs.Internal, "could not assemble the signed transaction", err)
-		}
-		raw, err := signed.MarshalBinary()
-		if err != nil {
-			return nil, "", errs.E(errs.Internal, "could not encode the signed transaction", err)
-		}
-		return raw, signed.Hash().Hex(), nil
+		return s.signEVM(ctx, w.Key, chainID, types.NewTx(&types.DynamicFeeTx{ChainID: chainID, Nonce: nonce,
+			GasTipCap: tipCap, GasFeeCap: feeCap, Gas: gas, To: &txTo, Value: value, Data: data}))
 	}
 	out, err := s.transfers.CreateTransfer(ctx, t, from.Hex(), chainNonce, sign)
 	if err != nil {
@@ -274,12 +259,10 @@ func (s *Service) tokenBalance(ctx context.Context, b *registry.Backend, token, 
 // replayTransfer answers a retried request (same externalId) with the original, or 409 when
 // the retry is not the same request (dfns-api.md §6.4).
 func replayTransfer(prev Transfer, walletID string, body []byte) (Transfer, error) {
-	if prev.WalletID == walletID && keys.JSONEqual(prev.RequestBody, body) {
-		return prev, nil
+	if err := sameRequest("transfer", prev.ID, prev.ExternalID, prev.WalletID, prev.RequestBody, walletID, body); err != nil {
+		return Transfer{}, err
 	}
-	return Transfer{}, errs.WithDetails(
-		errs.E(errs.Conflict, "Conflicting transfer with same externalId", nil),
-		map[string]any{"duplicate": map[string]string{"id": prev.ID, "externalId": prev.ExternalID}})
+	return prev, nil
 }
 
 // GetTransfer returns a transfer of a wallet of the caller's organization.
@@ -308,19 +291,8 @@ func (s *Service) ListTransfers(ctx context.Context, p auth.Principal, walletID 
 	if s.transfers == nil {
 		return []Transfer{}, "", nil
 	}
-	if page.Limit <= 0 {
-		page.Limit = 100
-	}
-	page.Limit = min(page.Limit, 500)
-	ts, err := s.transfers.ListTransfers(ctx, p.OrgID, walletID, keys.Page{Limit: page.Limit + 1, After: page.After})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(ts) > page.Limit {
-		ts, next = ts[:page.Limit], ts[page.Limit-1].ID
-	}
-	return ts, next, nil
+	return pageOf(page, func(pg keys.Page) ([]Transfer, error) { return s.transfers.ListTransfers(ctx, p.OrgID, walletID, pg) },
+		func(t Transfer) string { return t.ID })
 }
 
 // ErrPending is returned by Advance while a broadcast transaction has no receipt yet.
@@ -328,57 +300,19 @@ var ErrPending = errors.New("wallets: transaction not yet mined")
 
 // Advance moves a transfer on: it broadcasts the stored signed transaction, then records
 // its receipt. It is idempotent: it only ever resends the same bytes. It returns ErrPending
-// while the transaction waits to be mined (the caller checks again later).
+// while the transaction waits to be mined (the caller checks again later). See advance for
+// what happens when the network refuses the transaction for good.
 func (s *Service) Advance(ctx context.Context, id string) error {
 	t, err := s.transfers.LoadTransfer(ctx, id)
 	if err != nil {
 		return err
 	}
-	if t.Status == Confirmed || t.Status == Failed {
-		return nil
-	}
-	b, err := s.chains.Get(ctx, t.Network)
-	if err != nil {
-		return err
-	}
-	hash := common.HexToHash(t.TxHash)
-	if t.Status == Executing {
-		var tx types.Transaction
-		if err := tx.UnmarshalBinary(t.RawTx); err != nil {
-			return err
-		}
-		if err := b.Client.SendTransaction(ctx, &tx); err != nil && !alreadySent(ctx, b, hash, err) {
-			if permanent(err) {
-				// Never broadcast, so no dateBroadcasted or dateConfirmed.
-				t.Status, t.Reason = Failed, "the network refused the transaction: "+clip(err.Error())
-				return s.transfers.UpdateTransferStatus(ctx, t)
-			}
-			return err
-		}
-		t.Status, t.BroadcastedAt = Broadcasted, s.now().UTC().Truncate(time.Millisecond)
-		if err := s.transfers.UpdateTransferStatus(ctx, t); err != nil {
-			return err
-		}
-	}
-	rc, err := b.Client.TransactionReceipt(ctx, hash)
-	if errors.Is(err, ethereum.NotFound) {
-		return ErrPending
-	}
-	if err != nil {
-		return err
-	}
-	price := rc.EffectiveGasPrice
-	if price == nil {
-		price = new(big.Int)
-	}
-	t.Fee = new(big.Int).Mul(new(big.Int).SetUint64(rc.GasUsed), price).String()
-	t.ConfirmedAt = s.now().UTC().Truncate(time.Millisecond)
-	if rc.Status == types.ReceiptStatusSuccessful {
-		t.Status = Confirmed
-	} else {
-		t.Status, t.Reason = Failed, "transaction reverted"
-	}
-	return s.transfers.UpdateTransferStatus(ctx, t)
+	o := outgoing{ID: t.ID, OrgID: t.OrgID, WalletID: t.WalletID, Network: t.Network, Status: t.Status, Reason: t.Reason,
+		Fee: t.Fee, Nonce: t.Nonce, RawTx: t.RawTx, TxHash: t.TxHash, BroadcastedAt: t.BroadcastedAt, ConfirmedAt: t.ConfirmedAt}
+	return s.advance(ctx, &o, func() error {
+		t.Status, t.Reason, t.Fee, t.BroadcastedAt, t.ConfirmedAt = o.Status, o.Reason, o.Fee, o.BroadcastedAt, o.ConfirmedAt
+		return s.transfers.UpdateTransferStatus(ctx, t)
+	})
 }
 
 // alreadySent reports whether a send error means our very transaction is known to the node.
@@ -397,7 +331,12 @@ func alreadySent(ctx context.Context, b *registry.Backend, hash common.Hash, err
 // permanent reports send errors that retrying the same bytes cannot fix.
 func permanent(err error) bool {
 	msg := strings.ToLower(err.Error())
-	for _, s := range []string{"nonce too low", "insufficient funds", "intrinsic gas too low", "exceeds block gas limit", "invalid sender"} {
+	if strings.Contains(msg, "replacement transaction underpriced") {
+		return false // another transaction holds the nonce in the pool: wait for it to be mined or dropped
+	}
+	for _, s := range []string{"nonce too low", "insufficient funds", "intrinsic gas too low", "exceeds block gas limit",
+		"invalid sender", "overdraft", "underpriced", "below minimum", "higher than max fee", "tip above fee cap",
+		"gas limit too low", "oversized data"} {
 		if strings.Contains(msg, s) {
 			return true
 		}

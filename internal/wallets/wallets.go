@@ -56,6 +56,9 @@ type Service struct {
 	now    func() time.Time
 
 	transfers TransferStore
+	txs       TransactionStore
+	fills     FillStore
+	afterSend func(ctx context.Context, network, txHash string) // fault injection only, see SetAfterSend
 }
 
 // NewService wires the wallets service.
