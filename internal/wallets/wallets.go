@@ -57,6 +57,7 @@ type Service struct {
 	now    func() time.Time
 
 	transfers TransferStore
+	history   *history // nil until SetHistory
 }
 
 // NewService wires the wallets service.
