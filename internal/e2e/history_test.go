@@ -270,7 +270,7 @@ func TestWalletHistory(t *testing.T) {
 			}
 		})
 
-		t.Run("fail", func(t *testing.T) {
+		t.Run("refused", func(t *testing.T) {
 			org2 := newOrg(t, n)
 			for _, tt := range []struct {
 				name   string
