@@ -324,6 +324,13 @@ func TestWalletHistory(t *testing.T) {
 			if after := count(); after != before || before != 6 {
 				t.Fatalf("%d history rows after reruns, %d before, want 6", after, before)
 			}
+			// The indexer is one job for the whole node (cluster), however often it was inserted.
+			var jobs int
+			if err := n.App.DB.Tx(ctx, func(tx *store.Tx) error {
+				return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM river_job WHERE kind = 'wallet_history_index'`).Scan(&jobs)
+			}); err != nil || jobs != 1 {
+				t.Fatalf("%d indexer jobs, %v; want 1", jobs, err)
+			}
 			raw, _ := json.Marshal(histA.Items)
 			if l, err := list(t, c, a.ID, ""); err != nil || len(l.Items) != 4 {
 				t.Fatalf("history after reruns: %d items, %v (before: %s)", len(l.Items), err, raw)

@@ -263,3 +263,67 @@ func TestIndexHistory(t *testing.T) {
 		}
 	})
 }
+
+// rpcChains serves a network through a backend without a dev chain handle, as a configured
+// RPC endpoint is served: the indexer then waits for confirmations and starts at the head.
+type rpcChains struct{ b *registry.Backend }
+
+func (c rpcChains) Running(context.Context, string) (*registry.Backend, bool, error) { return c.b, true, nil }
+
+// TestIndexHistoryRPC checks the configured-RPC rules over a real chain: nothing is read
+// before the chain has RPCConfirmations blocks, the first run starts at the confirmed head
+// (never at genesis), and a block is read only once it is confirmed.
+func TestIndexHistoryRPC(t *testing.T) {
+	e := testutil.Engines(t)[0] // the chain rules are under test, not the database
+	ctx := t.Context()
+	f := newHistoryFixture(t, e)
+	a, _ := f.wallet(t)
+	dev, err := f.reg.Get(ctx, historyNetwork)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.chain = &registry.Backend{Network: dev.Network, Client: dev.Client}
+	f.svc.SetHistory(historyStore{f.db}, rpcChains{f.chain}, nil)
+	fund := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := f.reg.Fund(ctx, historyNetwork, a.Address, big.NewInt(7)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cursor := func() uint64 {
+		t.Helper()
+		c, err := f.db.GetChainCursor(ctx, historyNetwork)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Block
+	}
+	fund(2) // blocks 2 and 3 (the test token is block 1)
+	if n := f.index(t); n != 0 {
+		t.Fatalf("indexed %d events before any block was confirmed", n)
+	}
+	if _, err := f.db.GetChainCursor(ctx, historyNetwork); err == nil {
+		t.Fatal("a cursor was set before any block was confirmed")
+	}
+	fund(registry.RPCConfirmations + 2) // head 3+14 = 17
+	head, _ := f.chain.Head(ctx)
+	if n := f.index(t); n != 0 {
+		t.Fatalf("the first run indexed %d events; it must start at the head", n)
+	}
+	if got, want := cursor(), head-registry.RPCConfirmations; got != want {
+		t.Fatalf("first cursor %d, want the confirmed head %d", got, want)
+	}
+	fund(1) // confirms one more block, itself a funding of A
+	if n := f.index(t); n != 1 {
+		t.Fatalf("indexed %d events, want the one newly confirmed block's", n)
+	}
+	es, _ := f.db.ListHistory(ctx, a.OrgID, a.ID, wallets.HistoryQuery{Limit: 10})
+	if len(es) != 1 || es[0].BlockNumber != head+1-registry.RPCConfirmations || es[0].Direction != wallets.In {
+		t.Fatalf("events %+v, want block %d only", es, head+1-registry.RPCConfirmations)
+	}
+	if got := cursor(); got != head+1-registry.RPCConfirmations {
+		t.Fatalf("cursor %d, want %d", got, head+1-registry.RPCConfirmations)
+	}
+}

@@ -146,8 +146,12 @@ func (b *Backend) Transfers(ctx context.Context, from, to uint64, parent common.
 			info := txInfo{payer: sender, index: uint(i), fee: fee(rc)}
 			txs[tx.Hash()] = info
 			if native && rc.Status == types.ReceiptStatusSuccessful {
+				recipient := rc.ContractAddress // a contract creation endows the new contract
+				if dest != nil {
+					recipient = *dest
+				}
 				out.Transfers = append(out.Transfers, ChainTransfer{Kind: "Native", TxHash: tx.Hash(), TxIndex: uint(i),
-					LogIndex: -1, BlockNumber: n, BlockTime: at, From: sender, To: *dest, Value: tx.Value(),
+					LogIndex: -1, BlockNumber: n, BlockTime: at, From: sender, To: recipient, Value: tx.Value(),
 					Payer: sender, Fee: info.fee})
 			}
 		}
