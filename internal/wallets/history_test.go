@@ -268,7 +268,9 @@ func TestIndexHistory(t *testing.T) {
 // RPC endpoint is served: the indexer then waits for confirmations and starts at the head.
 type rpcChains struct{ b *registry.Backend }
 
-func (c rpcChains) Running(context.Context, string) (*registry.Backend, bool, error) { return c.b, true, nil }
+func (c rpcChains) Running(context.Context, string) (*registry.Backend, bool, error) {
+	return c.b, true, nil
+}
 
 // TestIndexHistoryRPC checks the configured-RPC rules over a real chain: nothing is read
 // before the chain has RPCConfirmations blocks, the first run starts at the confirmed head
