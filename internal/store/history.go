@@ -106,5 +106,8 @@ func (db *DB) RecordHistory(ctx context.Context, events []wallets.HistoryEvent, 
 			cursor.Network, int64(cursor.Block), cursor.Hash, ms(cursor.At))
 		return err
 	})
-	return added, mapErr(err)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	return added, nil
 }

@@ -235,6 +235,10 @@ const (
 	rpcBatch = 50
 )
 
+// networkTimeout bounds the work on one network per IndexNetworks call, so a slow RPC
+// endpoint cannot hold the other networks (or the job's timeout) up.
+const networkTimeout = 20 * time.Second
+
 // IndexNetworks indexes every network that has a wallet; a network that fails is logged
 // and retried on the next call, without holding the others back. It returns how many
 // events were new.
@@ -251,12 +255,15 @@ func (s *Service) IndexNetworks(ctx context.Context) (int, error) {
 		if _, ok := evm.Lookup(n); !ok {
 			continue // not an EVM network: another indexer's business
 		}
-		added, err := s.IndexHistory(ctx, n)
+		nctx, cancel := context.WithTimeout(ctx, networkTimeout)
+		added, err := s.IndexHistory(nctx, n)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return total, ctx.Err()
 			}
 			s.history.log.Warn("history: indexing failed; will retry", "network", n, "err", err)
+			continue
 		}
 		total += added
 	}

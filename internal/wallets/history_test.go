@@ -234,33 +234,24 @@ func TestIndexHistory(t *testing.T) {
 		if _, err := f.reg.Fund(ctx, historyNetwork, b.Address, big.NewInt(5)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.db.RecordHistory(ctx, nil, wallets.ChainCursor{Network: historyNetwork, Block: head,
-			Hash: common.Hash{1}.Hex(), At: time.Now()}, nil); err != nil {
-			t.Fatal(err)
+		rebuilt := func(why string, block uint64, hash common.Hash, wantAfter int) {
+			t.Helper()
+			if _, err := f.db.RecordHistory(ctx, nil, wallets.ChainCursor{Network: historyNetwork, Block: block,
+				Hash: hash.Hex(), At: time.Now()}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if n := f.index(t); n != 0 {
+				t.Fatalf("%s: the reset indexed %d events", why, n)
+			}
+			if cur, _ := f.db.GetChainCursor(ctx, historyNetwork); cur.Block != 0 {
+				t.Fatalf("%s: cursor %+v, want genesis", why, cur)
+			}
+			if n := f.index(t); n != wantAfter {
+				t.Fatalf("%s: reindexing from genesis added %d events, want %d", why, n, wantAfter)
+			}
 		}
-		if n := f.index(t); n != 0 {
-			t.Fatalf("the reset indexed %d events", n)
-		}
-		if cur, _ := f.db.GetChainCursor(ctx, historyNetwork); cur.Block != 0 {
-			t.Fatalf("cursor after a rebuilt chain: %+v, want genesis", cur)
-		}
-		if n := f.index(t); n != 1 {
-			t.Fatalf("reindexing from genesis added %d events, want only B's new funding", n)
-		}
-		// A head below the cursor is a rebuilt dev chain too.
-		if _, err := f.db.RecordHistory(ctx, nil, wallets.ChainCursor{Network: historyNetwork, Block: head + 100,
-			Hash: common.Hash{2}.Hex(), At: time.Now()}, nil); err != nil {
-			t.Fatal(err)
-		}
-		if n := f.index(t); n != 0 {
-			t.Fatalf("the reset indexed %d events", n)
-		}
-		if cur, _ := f.db.GetChainCursor(ctx, historyNetwork); cur.Block != 0 {
-			t.Fatalf("cursor after a head below it: %+v, want genesis", cur)
-		}
-		if n := f.index(t); n != 0 {
-			t.Fatalf("reindexing added %d events", n)
-		}
+		rebuilt("next block does not follow the cursor", head, common.Hash{1}, 1) // only B's new funding is new
+		rebuilt("head below the cursor", head+100, common.Hash{2}, 0)
 	})
 }
 
