@@ -61,7 +61,7 @@ const TO = '0x000000000000000000000000000000000000dEaD';
 // ---------------------------------------------------------------------------------------------------------------
 const USED_METHODS = {
   keys: ['createKey', 'listKeys', 'getKey', 'updateKey', 'deleteKey', 'generateSignature', 'listSignatures', 'getSignature'],
-  wallets: ['createWallet', 'listWallets', 'getWallet', 'updateWallet', 'tagWallet', 'untagWallet', 'generateSignature', 'listSignatures', 'getSignature', 'transferAsset', 'getTransfer', 'listTransfers', 'getWalletAssets', 'broadcastTransaction', 'getTransaction', 'listTransactions'],
+  wallets: ['createWallet', 'listWallets', 'getWallet', 'updateWallet', 'tagWallet', 'untagWallet', 'generateSignature', 'listSignatures', 'getSignature', 'transferAsset', 'getTransfer', 'listTransfers', 'getWalletAssets', 'broadcastTransaction', 'getTransaction', 'listTransactions', 'getWalletHistory'],
 };
 function sdk(group, method) {
   const g = admin.client[group];
@@ -751,6 +751,67 @@ describe(`countersign keys and EVM wallets with the official @dfns/sdk ${SDK_VER
         assertTransfer(`listTransfers(${what})`, item, x);
         for (const f of ['status', 'txHash', 'fee', 'dateRequested']) assert.equal(item[f], tr[f], `listTransfers ${what} ${f}`);
       }
+    });
+
+    // GetWalletHistoryResponse as @dfns/sdk declares it (NativeTransfer and Erc20Transfer items). The history is filled
+    // by a background indexer, so the step polls for it.
+    step('getWalletHistory: the faucet funding In, both transfers Out with txHash, value and fee; limit 1 pages through all', async () => {
+      const n = need(X.native?.confirmed, 'confirmed Native transfer');
+      const e = need(X.erc20?.confirmed, 'confirmed Erc20 transfer');
+      const deadline = Date.now() + 90_000;
+      let res;
+      for (;;) {
+        res = await sdk('wallets', 'getWalletHistory')({ walletId: X.wallet.id });
+        if ((res?.items?.length ?? 0) >= 4) break;
+        assert.ok(Date.now() < deadline, `history not complete within 90 s: ${clip(JSON.stringify(res), 900)}`);
+        await sleep(500);
+      }
+      const j = clip(JSON.stringify(res), 1500);
+      assert.equal(res.walletId, X.wallet.id, `walletId: ${j}`);
+      assert.equal(res.network, NETWORK, `network: ${j}`);
+      assert.equal(res.items.length, 4, `two faucet fundings and two transfers: ${j}`);
+      for (const [i, it] of res.items.entries()) {
+        const where = `getWalletHistory.items[${i}]`;
+        if (it.walletId !== X.wallet.id || it.network !== NETWORK) shapeIssue(where, `walletId/network: ${JSON.stringify(it)}`);
+        if (!['In', 'Out'].includes(it.direction)) shapeIssue(where, `direction must be In|Out, got ${JSON.stringify(it.direction)}`);
+        if (!['NativeTransfer', 'Erc20Transfer'].includes(it.kind)) shapeIssue(where, `kind ${JSON.stringify(it.kind)}`);
+        if (typeof it.blockNumber !== 'number') shapeIssue(where, `blockNumber must be a number, got ${JSON.stringify(it.blockNumber)}`);
+        if (!HEX32.test(it.txHash ?? '')) shapeIssue(where, `txHash must be 0x + 64 hex digits, got ${JSON.stringify(it.txHash)}`);
+        checkOptStr(where, it, ['index', 'from', 'to', 'fee', 'contract']);
+        checkDate(where, 'timestamp', it.timestamp);
+        if (!isStr(it.value) || !INT.test(it.value)) shapeIssue(where, `value must be an integer string, got ${JSON.stringify(it.value)}`);
+        if (typeof it.decimals !== 'number') shapeIssue(where, `decimals (deprecated, still required) must be a number, got ${JSON.stringify(it.decimals)}`);
+        if (it.kind === 'NativeTransfer' && !isStr(it.symbol)) shapeIssue(where, `a NativeTransfer's symbol must be a string, got ${JSON.stringify(it.symbol)}`);
+        if (it.kind === 'Erc20Transfer' && (!isStr(it.contract) || !isStr(it.from) || !isStr(it.to))) shapeIssue(where, `an Erc20Transfer needs contract, from and to: ${JSON.stringify(it)}`);
+        if (!it.metadata?.asset || typeof it.metadata.asset !== 'object') shapeIssue(where, `metadata.asset must be an object: ${JSON.stringify(it.metadata)}`);
+        if (it.metadata?.fee !== undefined && typeof it.metadata.fee !== 'object') shapeIssue(where, `metadata.fee, if present, must be an object`);
+      }
+      const find = (kind, direction, txHash) => res.items.find((it) => it.kind === kind && it.direction === direction && (txHash === undefined || it.txHash === txHash));
+      const nOut = find('NativeTransfer', 'Out', n.txHash);
+      const eOut = find('Erc20Transfer', 'Out', e.txHash);
+      assert.ok(nOut && eOut, `both transfers listed Out by txHash: ${j}`);
+      assert.equal(nOut.value, NATIVE_AMOUNT.toString(), 'native Out value');
+      assert.ok(sameAddr(nOut.to, TO) && sameAddr(nOut.from, X.wallet.address), 'native Out from/to');
+      assert.equal(nOut.fee, n.fee, 'native Out fee = the transfer fee');
+      assert.equal(eOut.value, '100', 'Erc20 Out value');
+      assert.ok(sameAddr(eOut.contract, X.token.contract) && sameAddr(eOut.to, TO), 'Erc20 Out contract/to');
+      assert.equal(eOut.fee, e.fee, 'Erc20 Out fee = the transfer fee');
+      assert.equal(eOut.metadata.asset.symbol, 'TEST', 'Erc20 metadata.asset.symbol');
+      assert.equal(eOut.metadata.asset.decimals, 6, 'Erc20 metadata.asset.decimals');
+      assert.equal(find('NativeTransfer', 'In')?.value, ONE_ETH.toString(), `faucet funding In: ${j}`);
+      assert.equal(find('Erc20Transfer', 'In')?.value, '5000', `faucet mint In: ${j}`);
+
+      const seen = [];
+      let token;
+      for (let pages = 0; pages < 5; pages++) {
+        const page = await sdk('wallets', 'getWalletHistory')({ walletId: X.wallet.id, query: { limit: '1', ...(token ? { paginationToken: token } : {}) } });
+        assert.equal(page.items.length, 1, `limit 1: ${clip(JSON.stringify(page))}`);
+        seen.push(`${page.items[0].txHash}/${page.items[0].direction}/${page.items[0].kind}`);
+        token = page.nextPageToken;
+        if (token === undefined) break;
+        assert.ok(isStr(token), 'nextPageToken, if present, must be a string');
+      }
+      assert.deepEqual(seen, res.items.map((it) => `${it.txHash}/${it.direction}/${it.kind}`), 'pages give the same items in the same order');
     });
   });
 

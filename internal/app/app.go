@@ -52,6 +52,9 @@ type App struct {
 	Jobs        *jobs.Queue
 	API         *httpapi.Server
 	Now         func() time.Time
+	// OnIncoming, when set, runs inside the transaction that stores each new incoming
+	// wallet history event (for wallet.blockchainevent.detected webhooks).
+	OnIncoming store.HistoryHook
 }
 
 // Options tweak New for tests.
@@ -135,6 +138,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 		return fail(err)
 	}
 	if err := a.wireTransactions(db, queue); err != nil {
+		return fail(err)
+	}
+	if err := a.startHistory(); err != nil {
 		return fail(err)
 	}
 	a.API = httpapi.New(httpapi.Deps{

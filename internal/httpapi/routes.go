@@ -71,6 +71,7 @@ func (s *Server) routes() {
 	s.handle("PUT /wallets/{id}/tags", s.tagWallet(true))
 	s.handle("DELETE /wallets/{id}/tags", s.tagWallet(false))
 	s.handle("GET /wallets/{id}/assets", s.walletAssets)
+	s.handle("GET /wallets/{id}/history", s.walletHistory)
 	s.handle("POST /wallets/{id}/signatures", s.walletSign)
 	s.handle("POST /wallets/{id}/transfers", s.createTransfer)
 	s.handle("GET /wallets/{id}/transfers", s.listTransfers)

@@ -398,7 +398,8 @@ func (db *DB) Ping(ctx context.Context) error { return db.r.PingContext(ctx) }
 
 // snapshotTables are every table of ours, in a fixed order.
 var snapshotTables = []string{"orgs", "bootstrap", "users", "credentials", "access_tokens", "user_actions", "audit_log", "server_keys", "keys", "wallets", "signature_requests", "evm_nonces", "transfers",
-	"credential_details", "auth_ceremonies", "auth_codes", "transactions", "evm_nonce_fills"}
+	"credential_details", "auth_ceremonies", "auth_codes", "transactions", "evm_nonce_fills",
+	"chain_cursors", "wallet_history"}
 
 // Snapshot returns a digest of every row of every table. Tests use it to prove that a
 // refused request changed nothing; operators can use it to compare two databases.

@@ -59,6 +59,7 @@ type Service struct {
 	txs       TransactionStore
 	fills     FillStore
 	afterSend func(ctx context.Context, network, txHash string) // fault injection only, see SetAfterSend
+	history   *history                                          // nil until SetHistory
 }
 
 // NewService wires the wallets service.
