@@ -196,7 +196,20 @@ func TestUsersAPI(t *testing.T) {
 		if strings.Contains(string(body), "registrationCode") {
 			t.Fatalf("the code was returned although it was mailed: %s", body)
 		}
+		first := notes.lastCode(t, "mailed@example.co")
+		// A resent code replaces the first one (PUT /auth/registration/code, public, answers the same for anyone).
+		for _, who := range []string{"mailed@example.co", "nobody@example.co"} {
+			st, body = call(t, n, "PUT", "/auth/registration/code", "", map[string]string{"username": who, "orgId": orgID})
+			checkStatus(t, "resend code to "+who, st, body, 200)
+		}
 		mailed := notes.lastCode(t, "mailed@example.co")
+		if mailed == first {
+			t.Fatal("the resent code is the first one")
+		}
+		unchanged(t, n, "registration init with a replaced code", func() {
+			st, body := call(t, n, "POST", "/auth/registration/init", "", map[string]string{"orgId": orgID, "username": "mailed@example.co", "registrationCode": first})
+			checkStatus(t, "replaced code", st, body, 401)
+		})
 		ch = registrationInit(t, n, orgID, "mailed@example.co", mailed)
 		if ch.Challenge == "" {
 			t.Fatal("no challenge for the mailed code")

@@ -17,25 +17,11 @@ func (s *Server) loginInit(r *http.Request, c *call) (any, error) {
 		return nil, err
 	}
 	// The same object as a user action challenge (dfns-api.md §3.3).
-	out := challengeJSON{
-		Challenge: ch.Ceremony.Challenge, ChallengeIdentifier: ch.Handle, RP: s.RP,
-		UserVerification: "required", Attestation: "none", SupportedCredentialKinds: []credKindJSON{},
-		AllowCredentials: allowCredentialsJ{Key: []credentialRef{}, PasswordProtectedKey: []credentialRef{}, WebAuthn: []credentialRef{}},
+	creds := make([]identity.Credential, len(ch.Credentials))
+	for i, c := range ch.Credentials {
+		creds[i] = c.Credential
 	}
-	kinds := map[string]bool{}
-	for _, cr := range ch.Credentials {
-		switch cr.Kind {
-		case identity.CredKey:
-			out.AllowCredentials.Key = append(out.AllowCredentials.Key, credentialRef{Type: "public-key", ID: cr.CredID})
-		case identity.CredFido:
-			out.AllowCredentials.WebAuthn = append(out.AllowCredentials.WebAuthn, credentialRef{Type: "public-key", ID: cr.CredID})
-		}
-		if !kinds[cr.Kind] {
-			kinds[cr.Kind] = true
-			out.SupportedCredentialKinds = append(out.SupportedCredentialKinds, credKindJSON{Kind: cr.Kind, Factor: "first"})
-		}
-	}
-	return out, nil
+	return s.toChallenge(ch.Ceremony.Challenge, ch.Handle, creds), nil
 }
 
 func (s *Server) login(r *http.Request, c *call) (any, error) {

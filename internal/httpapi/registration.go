@@ -140,3 +140,17 @@ func (s *Server) register(r *http.Request, c *call) (any, error) {
 	}
 	return toRegistered(reg), nil
 }
+
+func (s *Server) resendRegistrationCode(r *http.Request, c *call) (any, error) {
+	var req struct {
+		Username string `json:"username"`
+		OrgID    string `json:"orgId"`
+	}
+	if err := decode(c.body, &req); err != nil {
+		return nil, err
+	}
+	if err := s.Users.ResendRegistrationCode(r.Context(), req.OrgID, req.Username); err != nil {
+		return nil, err
+	}
+	return map[string]string{"message": "success"}, nil
+}

@@ -39,6 +39,7 @@ func (s *Server) routes() {
 	s.handle("DELETE /auth/users/{id}", s.userStatus("Archived"))
 	s.handle("POST /auth/registration/init", s.registrationInit, public)
 	s.handle("POST /auth/registration", s.register, public) // Bearer temporaryAuthenticationToken, read by the handler
+	s.handle("PUT /auth/registration/code", s.resendRegistrationCode, public)
 	s.handle("POST /auth/login/init", s.loginInit, public)
 	s.handle("POST /auth/login", s.login, public)
 	s.handle("PUT /auth/logout", s.logout, noUA)

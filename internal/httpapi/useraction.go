@@ -52,13 +52,19 @@ func (s *Server) actionInit(r *http.Request, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.toChallenge(ch.Action.Challenge, ch.Action.ID, ch.Credentials), nil
+}
+
+// toChallenge is the user action challenge (and, the same object, the login challenge)
+// listing the credentials that may sign it.
+func (s *Server) toChallenge(challenge, id string, creds []identity.Credential) challengeJSON {
 	out := challengeJSON{
-		Challenge: ch.Action.Challenge, ChallengeIdentifier: ch.Action.ID, RP: s.RP,
+		Challenge: challenge, ChallengeIdentifier: id, RP: s.RP,
 		UserVerification: "required", Attestation: "none",
 		AllowCredentials: allowCredentialsJ{Key: []credentialRef{}, PasswordProtectedKey: []credentialRef{}, WebAuthn: []credentialRef{}},
 	}
 	kinds := map[string]bool{}
-	for _, cr := range ch.Credentials {
+	for _, cr := range creds {
 		switch cr.Kind {
 		case identity.CredKey:
 			out.AllowCredentials.Key = append(out.AllowCredentials.Key, credentialRef{Type: "public-key", ID: cr.CredID})
@@ -70,7 +76,7 @@ func (s *Server) actionInit(r *http.Request, c *call) (any, error) {
 			out.SupportedCredentialKinds = append(out.SupportedCredentialKinds, credKindJSON{Kind: cr.Kind, Factor: "first"})
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (s *Server) actionSign(r *http.Request, c *call) (any, error) {

@@ -293,3 +293,15 @@ func (db *DB) PurgeAuthCeremonies(ctx context.Context, cutoff time.Time) (int64,
 	})
 	return total, err
 }
+
+// ReplaceCode stores a new code and uses up the user's earlier unused codes of the same
+// purpose, so only the newest one works.
+func (db *DB) ReplaceCode(ctx context.Context, c users.Code) error {
+	return db.Tx(ctx, func(tx *Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE auth_codes SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL`,
+			ms(c.CreatedAt), c.UserID, c.Purpose); err != nil {
+			return err
+		}
+		return insertCode(ctx, tx, c)
+	})
+}

@@ -182,6 +182,12 @@ type Assertion struct {
 	UserHandle        string `json:"userHandle,omitempty"`
 }
 
+// Fido2 returns the WebAuthn view of a.
+func (a *Assertion) Fido2() fido2.Assertion {
+	return fido2.Assertion{CredID: a.CredID, ClientData: a.ClientData, AuthenticatorData: a.AuthenticatorData,
+		Signature: a.Signature, UserHandle: a.UserHandle}
+}
+
 // Fido2Verifier verifies a WebAuthn assertion by one of the caller's Fido2 credentials over
 // challenge and advances the credential's signature counter; it returns the raw
 // clientDataJSON and the signature for the audit log. Package users implements it.
@@ -243,9 +249,7 @@ func (s *Service) Sign(ctx context.Context, p auth.Principal, r SignRequest) (st
 		if s.Fido2 == nil {
 			return "", errs.E(errs.Invalid, "Fido2 credentials cannot sign user actions on this server", nil)
 		}
-		ca := r.FirstFactor.CredentialAssertion
-		clientData, sig, err = s.Fido2.VerifyFido2(ctx, cred, fido2.Assertion{CredID: ca.CredID, ClientData: ca.ClientData,
-			AuthenticatorData: ca.AuthenticatorData, Signature: ca.Signature, UserHandle: ca.UserHandle}, a.Challenge)
+		clientData, sig, err = s.Fido2.VerifyFido2(ctx, cred, r.FirstFactor.CredentialAssertion.Fido2(), a.Challenge)
 		if err != nil {
 			return "", err
 		}

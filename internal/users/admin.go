@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+	"time"
 
 	"github.com/countersign/countersign/internal/auth"
 	"github.com/countersign/countersign/internal/errs"
@@ -78,14 +79,17 @@ func (s *Service) CreateUser(ctx context.Context, p auth.Principal, r CreateRequ
 	}
 	out := Created{User: u}
 	n := s.notify()
-	msg := notify.Message{To: u.Username, Subject: "Your registration code",
-		Body: fmt.Sprintf("Your registration code for organization %s is %s. It expires at %s.",
-			u.OrgID, code, c.ExpiresAt.Format("2006-01-02 15:04 MST"))}
-	if err := n.Send(ctx, msg); err != nil || !n.Delivers() {
+	if err := n.Send(ctx, registrationMessage(u, code, c.ExpiresAt)); err != nil || !n.Delivers() {
 		// Without delivery the admin who created the user is the only channel.
 		out.RegistrationCode = code
 	}
 	return out, nil
+}
+
+func registrationMessage(u identity.User, code string, exp time.Time) notify.Message {
+	return notify.Message{To: u.Username, Subject: "Your registration code",
+		Body: fmt.Sprintf("Your registration code for organization %s is %s. It expires at %s.",
+			u.OrgID, code, exp.UTC().Format("2006-01-02 15:04 MST"))}
 }
 
 // ListRequest filters GET /auth/users.
@@ -170,4 +174,27 @@ func (s *Service) findPerson(ctx context.Context, orgID, username string) (ident
 		return u, errs.E(errs.Unauthenticated, "User not found", err)
 	}
 	return u, err
+}
+
+// ResendRegistrationCode sends a new registration code to a person who has not registered;
+// the previous code stops working. The answer is the same for unknown users, and the code
+// only goes out through the notifier (mail, or the log without SMTP): this call is public.
+func (s *Service) ResendRegistrationCode(ctx context.Context, orgID, username string) error {
+	u, err := s.findPerson(ctx, orgID, username)
+	if errs.Is(err, errs.Unauthenticated) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if u.IsRegistered || u.Status != identity.Active {
+		return nil
+	}
+	now := s.clock()
+	code := newCode()
+	c := Code{Hash: hash(code), OrgID: u.OrgID, UserID: u.ID, Purpose: CodeRegistration, CreatedAt: now, ExpiresAt: now.Add(s.RegistrationCodeTTL)}
+	if err := s.store.ReplaceCode(ctx, c); err != nil {
+		return err
+	}
+	return s.notify().Send(ctx, registrationMessage(u, code, c.ExpiresAt))
 }

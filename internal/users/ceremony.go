@@ -11,6 +11,7 @@ import (
 	"github.com/countersign/countersign/internal/errs"
 	"github.com/countersign/countersign/internal/identity"
 	"github.com/countersign/countersign/internal/ids"
+	"github.com/countersign/countersign/internal/useraction"
 )
 
 // Challenge is an issued ceremony and what the client needs to answer it.
@@ -274,24 +275,9 @@ func (s *Service) LoginInit(ctx context.Context, r LoginInitRequest) (Challenge,
 	return ch, err
 }
 
-// Factor is a first factor: a Key or Fido2 assertion (dfns-api.md §2.4).
-type Factor struct {
-	Kind                string     `json:"kind"`
-	CredentialAssertion *Assertion `json:"credentialAssertion"`
-}
-
-// Assertion carries the fields of every assertion kind.
-type Assertion struct {
-	keycred.Assertion
-	AuthenticatorData string `json:"authenticatorData,omitempty"`
-	UserHandle        string `json:"userHandle,omitempty"`
-}
-
-// Fido2 returns the WebAuthn view of a.
-func (a *Assertion) Fido2() fido2.Assertion {
-	return fido2.Assertion{CredID: a.CredID, ClientData: a.ClientData, AuthenticatorData: a.AuthenticatorData,
-		Signature: a.Signature, UserHandle: a.UserHandle}
-}
+// Factor is a first factor: a Key or Fido2 assertion, as in POST /auth/action
+// (dfns-api.md §2.4).
+type Factor = useraction.Factor
 
 // LoginRequest is the body of POST /auth/login.
 type LoginRequest struct {

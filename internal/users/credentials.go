@@ -12,6 +12,7 @@ import (
 	"github.com/countersign/countersign/internal/credentials/keycred"
 	"github.com/countersign/countersign/internal/errs"
 	"github.com/countersign/countersign/internal/identity"
+	"github.com/countersign/countersign/internal/useraction"
 )
 
 // creatableKinds are the credential kinds a user can add.
@@ -372,7 +373,7 @@ func (s *Service) Recover(ctx context.Context, tempToken string, r RecoverReques
 	return Registered{User: u, Credential: creds[0]}, nil
 }
 
-func verifyRecoverySignature(rc Credential, a *Assertion, newCreds []byte) error {
+func verifyRecoverySignature(rc Credential, a *useraction.Assertion, newCreds []byte) error {
 	raw, err := keycred.DecodeB64(a.ClientData)
 	if err != nil {
 		return errs.E(errs.Invalid, "clientData must be base64url", err)

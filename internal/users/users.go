@@ -116,6 +116,8 @@ type Store interface {
 	GetUserByUsername(ctx context.Context, orgID, username string) (identity.User, error)
 	SetUserStatus(ctx context.Context, orgID, userID, status string, now time.Time) error
 	CreateCode(ctx context.Context, c Code) error
+	// ReplaceCode stores c and uses up the user's other unused codes of its purpose.
+	ReplaceCode(ctx context.Context, c Code) error
 	// CheckCode returns an unused, unexpired code of the user; ConsumeCode also marks it
 	// used (userID "" matches any user). Both fail with NotFound.
 	CheckCode(ctx context.Context, hash []byte, userID, purpose string, now time.Time) (Code, error)
