@@ -124,6 +124,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	custody := keys.NewCustody(ring)
 	a.Keys = keys.NewService(db, custody, custody, keys.ChainSet{}, now)
 	a.Wallets = wallets.NewService(db, a.Keys, db, now)
+	a.Keys.SetEndUsers(a.Users) // delegateTo names end users
 	rpc, err := registry.ParseRPC(cfg.EVMRPC)
 	if err != nil {
 		return fail(err)

@@ -75,7 +75,7 @@ func optTime(t time.Time) string {
 
 func toKey(k keys.Key) keyJSON {
 	return keyJSON{ID: k.ID, Scheme: k.Scheme, Curve: k.Curve, PublicKey: hex.EncodeToString(k.PublicKey), Name: k.Name,
-		Status: k.Status, Custodial: true, DateCreated: jsTime(k.CreatedAt), DateDeleted: optTime(k.DeletedAt)}
+		Status: k.Status, Custodial: k.DelegatedTo == "", DateCreated: jsTime(k.CreatedAt), DateDeleted: optTime(k.DeletedAt)}
 }
 
 func toWallet(w wallets.Wallet) walletJSON {
@@ -85,7 +85,7 @@ func toWallet(w wallets.Wallet) walletJSON {
 	}
 	return walletJSON{ID: w.ID, Network: w.Network, Address: w.Address,
 		SigningKey: signingKeyJSON{ID: w.Key.ID, Scheme: w.Key.Scheme, Curve: w.Key.Curve, PublicKey: hex.EncodeToString(w.Key.PublicKey)},
-		Status:     w.Status, DateCreated: jsTime(w.CreatedAt), Name: w.Name, Custodial: true, ExternalID: w.ExternalID, Tags: tags,
+		Status:     w.Status, DateCreated: jsTime(w.CreatedAt), Name: w.Name, Custodial: w.Key.DelegatedTo == "", ExternalID: w.ExternalID, Tags: tags,
 		DateDeleted: optTime(w.Key.DeletedAt)}
 }
 
