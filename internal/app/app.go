@@ -33,6 +33,7 @@ import (
 	"github.com/countersign/countersign/internal/useraction"
 	"github.com/countersign/countersign/internal/users"
 	"github.com/countersign/countersign/internal/wallets"
+	"github.com/countersign/countersign/internal/webapp"
 )
 
 // App is one node.
@@ -51,6 +52,7 @@ type App struct {
 	Chains      *registry.Registry
 	Jobs        *jobs.Queue
 	API         *httpapi.Server
+	Handler     http.Handler // API plus the /app/ page (webapp)
 	Now         func() time.Time
 }
 
@@ -142,6 +144,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 		RP:     httpapi.RP{ID: cfg.RPID, Name: cfg.RPName},
 		Health: db.Ping,
 	})
+	a.Handler = webapp.Handler(a.API, webapp.Options{Demo: cfg.DemoApp, EnvFile: filepath.Join(cfg.DataDir, "bootstrap.env")})
 	return a, nil
 }
 
@@ -209,7 +212,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 func (a *App) serveHTTP(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler:           a.API,
+		Handler:           a.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

@@ -463,3 +463,21 @@ func TestDelegatedEndUsers(t *testing.T) {
 		checkStatus(t, "alice renames through the delegated token", st, body, 200)
 	})
 }
+
+// TestDemoAppOff checks that the /app/ page is served but its demo sign-up, which acts with
+// the admin service account, is refused unless --demo-app is set.
+func TestDemoAppOff(t *testing.T) {
+	n := apptest.Start(t, testutil.Engines(t)[0], apptest.Options{})
+	unchanged(t, n, "demo sign-up off", func() {
+		st, body := call(t, n, "POST", "/app/demo/signup", "", map[string]string{"email": "x@example.co"})
+		checkStatus(t, "demo sign-up without --demo-app", st, body, 404)
+	})
+	st, body := call(t, n, "GET", "/app/", "", nil)
+	if st != 200 || !strings.Contains(string(body), "countersign wallet") {
+		t.Fatalf("GET /app/: %d %.200s", st, body)
+	}
+	st, body = call(t, n, "GET", "/app/app.js", "", nil)
+	if st != 200 || !strings.Contains(string(body), "/auth/action/init") {
+		t.Fatalf("GET /app/app.js: %d %.200s", st, body)
+	}
+}
