@@ -20,7 +20,7 @@ import (
 
 // TestBrowserEndUserApp drives the /app/ page in headless Chromium with a CDP virtual
 // authenticator standing in for the user's passkey (notes-authn.md §2): sign-up through the
-// demo backend, a wallet created and funded, a transfer signed with the passkey until it is
+// demo backend, a wallet created, log out and in again with the passkey, the wallet funded, a transfer signed with the passkey until it is
 // Confirmed; then the passkey is removed from the authenticator and the next signed action
 // is refused in the page with nothing sent.
 //
@@ -118,6 +118,14 @@ func TestBrowserEndUserApp(t *testing.T) {
 
 	click("create-wallet")
 	waitFor("create wallet", byID("wallet-address")+`.textContent.startsWith('0x')`, false)
+	address := text("wallet-address")
+
+	// Log out and back in with the passkey: the page finds the wallet again.
+	click("logout")
+	waitFor("logout", `!`+byID("auth")+`.hidden`, false)
+	setValue("email", "browser-user@example.co")
+	click("login")
+	waitFor("login", byID("wallet-address")+`.textContent === `+strconv.Quote(address)+` && !`+byID("wallet")+`.hidden`, false)
 	click("fund")
 	waitFor("fund", `/^[1-9][0-9]*$/.test(`+byID("balance")+`.textContent)`, false)
 
