@@ -258,6 +258,7 @@ func TestDelegatedEndUsers(t *testing.T) {
 		// The organization's wallets: one delegated to alice at creation, one plain, one
 		// delegated later; a key delegated at creation.
 		var delegatedW, plainW, laterW walletResp
+		delegatedTo := map[string]string{}
 		for _, x := range []struct {
 			out  *walletResp
 			body map[string]any
@@ -269,6 +270,16 @@ func TestDelegatedEndUsers(t *testing.T) {
 			st, body := admin.signed(t, "POST", "/wallets", mustJSON(t, x.body))
 			checkStatus(t, "create wallet", st, body, 200)
 			decodeJSON(t, body, x.out)
+			var d struct {
+				SigningKey struct {
+					DelegatedTo string `json:"delegatedTo"`
+				} `json:"signingKey"`
+			}
+			decodeJSON(t, body, &d)
+			delegatedTo[x.out.ID] = d.SigningKey.DelegatedTo
+		}
+		if delegatedTo[delegatedW.ID] != alice.userID || delegatedTo[plainW.ID] != "" {
+			t.Fatalf("signingKey.delegatedTo: %v", delegatedTo)
 		}
 		if delegatedW.Custodial || !plainW.Custodial || !laterW.Custodial {
 			t.Fatalf("custodial flags: delegated %v plain %v later %v", delegatedW.Custodial, plainW.Custodial, laterW.Custodial)
