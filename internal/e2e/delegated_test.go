@@ -3,6 +3,7 @@ package e2e
 import (
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -346,6 +347,32 @@ func TestDelegatedEndUsers(t *testing.T) {
 			t.Fatalf("delegate key: %s", body)
 		}
 
+		// Two delegations of one key racing (user actions signed beforehand): exactly one wins.
+		st, body = admin.signed(t, "POST", "/keys", mustJSON(t, map[string]any{"scheme": "ECDSA", "curve": "secp256k1"}))
+		checkStatus(t, "create key", st, body, 200)
+		var raced struct {
+			ID string `json:"id"`
+		}
+		decodeJSON(t, body, &raced)
+		racePath := "/keys/" + raced.ID + "/delegate"
+		bodies := [][]byte{mustJSON(t, map[string]string{"delegateTo": alice.userID}), mustJSON(t, map[string]string{"delegateTo": bob.userID})}
+		uas := []string{admin.uaToken(t, "POST", racePath, bodies[0]), admin.uaToken(t, "POST", racePath, bodies[1])}
+		codes := make([]int, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() {
+				c, _, err := client.New(n.URL, admin.Token, nil).Raw(t.Context(), "POST", racePath, bodies[i], uas[i])
+				if err != nil {
+					t.Error(err)
+				}
+				codes[i] = c
+			})
+		}
+		wg.Wait()
+		if !(codes[0] == 200 && codes[1] == 409) && !(codes[0] == 409 && codes[1] == 200) {
+			t.Fatalf("racing delegations answered %v, want one 200 and one 409", codes)
+		}
+
 		// End users see only their own wallets and keys; another's id is not found.
 		if got, want := listIDs(t, n, alice.token, "/wallets"), []string{aliceMain.ID, delegatedW.ID, laterW.ID}; !sameSet(got, want) {
 			t.Fatalf("alice's wallets %v, want %v", got, want)
@@ -353,7 +380,11 @@ func TestDelegatedEndUsers(t *testing.T) {
 		if got := listIDs(t, n, bob.token, "/wallets"); !sameSet(got, []string{bobWallet.ID}) {
 			t.Fatalf("bob's wallets %v", got)
 		}
-		if got := listIDs(t, n, bob.token, "/keys"); !sameSet(got, []string{bobWallet.SigningKey.ID, plainKey.ID}) {
+		bobKeys := []string{bobWallet.SigningKey.ID, plainKey.ID}
+		if codes[1] == 200 {
+			bobKeys = append(bobKeys, raced.ID)
+		}
+		if got := listIDs(t, n, bob.token, "/keys"); !sameSet(got, bobKeys) {
 			t.Fatalf("bob's keys %v", got)
 		}
 		if got := listIDs(t, n, admin.Token, "/wallets"); len(got) != 5 {
