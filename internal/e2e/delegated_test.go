@@ -175,6 +175,8 @@ func TestDelegatedEndUsers(t *testing.T) {
 		admin := adminActor(t, n)
 		orgID := jwtAppMetadata(t, admin.Token)["orgId"]
 		employeeID, _ := newPerson(t, n, admin, "staff@example.co", "CustomerEmployee")
+		mail := &captured{} // delegated registration must send nothing
+		n.App.Users.SetNotifier(mail)
 
 		// Delegated registration: bad requests first, each refused with nothing written.
 		for _, tc := range []struct {
@@ -208,6 +210,9 @@ func TestDelegatedEndUsers(t *testing.T) {
 			t.Fatalf("restart: %s", body)
 		}
 		alicePK := newPasskey(n, first.User.ID)
+		if len(mail.msgs) != 0 {
+			t.Fatalf("delegated registration sent %d messages", len(mail.msgs))
+		}
 
 		// End-user registration refusals: a bad wallet request refuses the whole registration
 		// and leaves the challenge usable; employees cannot register there.

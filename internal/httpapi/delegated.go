@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 
+	"github.com/countersign/countersign/internal/identity"
 	"github.com/countersign/countersign/internal/keys"
 	"github.com/countersign/countersign/internal/users"
 	"github.com/countersign/countersign/internal/wallets"
@@ -30,7 +31,9 @@ func (s *Server) delegatedRegistration(restart bool) handlerFunc {
 		if err != nil {
 			return nil, err
 		}
-		return s.toRegistrationChallenge(ch), nil
+		out := s.toRegistrationChallenge(ch)
+		out.SupportedCredentialKinds = &supportedKindsJSON{FirstFactor: []string{identity.CredFido, identity.CredKey}, SecondFactor: []string{}}
+		return out, nil
 	}
 }
 
