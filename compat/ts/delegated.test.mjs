@@ -127,6 +127,21 @@ describe('delegated end users through the official SDK', () => {
     assert.equal(list.items.length, 1, 'only the end user transfer exists');
   });
 
+  step('keys.delegateKey and wallets.delegateWallet hand over for good (a second delegation is 409)', async () => {
+    const k = await admin.client.keys.createKey({ body: { scheme: 'ECDSA', curve: 'secp256k1' } });
+    assert.equal(k.custodial, true);
+    const dk = await admin.client.keys.delegateKey({ keyId: k.id, body: { delegateTo: userId } });
+    assert.deepEqual(dk, { keyId: k.id, status: 'Delegated' });
+    await expectDfnsError(admin.client.keys.delegateKey({ keyId: k.id, body: { delegateTo: userId } }), 409, 'a second key delegation');
+    const w = await admin.client.wallets.createWallet({ body: { network: NETWORK, delayDelegation: true } });
+    const dw = await admin.client.wallets.delegateWallet({ walletId: w.id, body: { userId } });
+    assert.deepEqual(dw, { walletId: w.id, status: 'Delegated' });
+    const mine = await delegated.keys.getKey({ keyId: k.id });
+    assert.equal(mine.custodial, false);
+    const got = await delegated.wallets.getWallet({ walletId: w.id });
+    assert.equal(got.signingKey.delegatedTo, userId);
+  });
+
   step("the service account cannot sign the end user's challenge with its own key", async () => {
     const request = { walletId: wallet.id, body: { kind: 'Native', to: orgWallet.address, amount: '1' } };
     const challenge = await delegated.wallets.transferAssetInit(request);
