@@ -34,7 +34,15 @@ func Handler(api http.Handler, o Options) http.Handler {
 	sub, _ := fs.Sub(static, "static")
 	d := &demo{envFile: o.EnvFile}
 	mux := http.NewServeMux()
-	mux.Handle("GET /app/", http.StripPrefix("/app/", http.FileServer(http.FS(sub))))
+	files := http.StripPrefix("/app/", http.FileServer(http.FS(sub)))
+	mux.Handle("GET /app/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The page runs only its own script and talks only to this server.
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		files.ServeHTTP(w, r)
+	}))
+	mux.Handle("GET /app", http.RedirectHandler("/app/", http.StatusMovedPermanently))
 	mux.HandleFunc("POST /app/demo/signup", func(w http.ResponseWriter, r *http.Request) {
 		if !o.Demo {
 			writeErr(w, http.StatusNotFound, "the demo sign-up is off: start the server with --demo-app (development only)")
