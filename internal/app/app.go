@@ -33,6 +33,7 @@ import (
 	"github.com/countersign/countersign/internal/useraction"
 	"github.com/countersign/countersign/internal/users"
 	"github.com/countersign/countersign/internal/wallets"
+	"github.com/countersign/countersign/internal/webapp"
 )
 
 // App is one node.
@@ -51,6 +52,7 @@ type App struct {
 	Chains      *registry.Registry
 	Jobs        *jobs.Queue
 	API         *httpapi.Server
+	Handler     http.Handler // API plus the /app/ page (webapp)
 	Now         func() time.Time
 	// OnIncoming, when set, runs inside the transaction that stores each new incoming
 	// wallet history event (for wallet.blockchainevent.detected webhooks).
@@ -127,6 +129,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	custody := keys.NewCustody(ring)
 	a.Keys = keys.NewService(db, custody, custody, keys.ChainSet{}, now)
 	a.Wallets = wallets.NewService(db, a.Keys, db, now)
+	a.Keys.SetEndUsers(a.Users) // delegateTo names end users
 	rpc, err := registry.ParseRPC(cfg.EVMRPC)
 	if err != nil {
 		return fail(err)
@@ -150,6 +153,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 		RP:     httpapi.RP{ID: cfg.RPID, Name: cfg.RPName},
 		Health: db.Ping,
 	})
+	a.Handler = webapp.Handler(a.API, webapp.Options{Demo: cfg.DemoApp, EnvFile: filepath.Join(cfg.DataDir, "bootstrap.env")})
 	return a, nil
 }
 
@@ -217,7 +221,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 func (a *App) serveHTTP(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler:           a.API,
+		Handler:           a.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

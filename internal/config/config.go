@@ -33,6 +33,7 @@ type Config struct {
 	NoJobs        bool          `name:"no-jobs" help:"Serve the API but work no background jobs (other nodes on the same database work them)." env:"COUNTERSIGN_NO_JOBS"`
 	NoBootstrap   bool          `name:"no-bootstrap" help:"Do not create the first organization and admin service account." env:"COUNTERSIGN_NO_BOOTSTRAP"`
 	Origins       []string      `name:"origin" help:"Allowed WebAuthn origin, scheme://host[:port] (repeatable); default: the public URL, or http(s)://localhost and http(s)://<rp-id> on the listening port." env:"COUNTERSIGN_ORIGIN"`
+	DemoApp       bool          `name:"demo-app" help:"Development only: serve POST /app/demo/signup, which signs end users up with the bootstrap admin service account for the /app/ page (anyone reaching it can create end users)." env:"COUNTERSIGN_DEMO_APP"`
 	SMTPURL       string        `name:"smtp-url" help:"Send registration and recovery codes by mail: smtp://[user:pass@]host:port?from=address. Without it codes go to the log (and registration codes to the admin who created the user)." env:"COUNTERSIGN_SMTP_URL"`
 	// Job timing: how soon the job of a node that died mid-run is retried by another (crash tests shorten it).
 	JobTimeout     time.Duration `name:"job-timeout" help:"Longest run of one background job (0: 1m)." env:"COUNTERSIGN_JOB_TIMEOUT"`

@@ -83,6 +83,8 @@ func (s *Server) routes() {
 	s.handle("GET /wallets/{id}/signatures", s.listSignatures("", "id"))
 	s.handle("GET /wallets/{id}/signatures/{sigId}", s.getSignature("", "id"))
 
+	s.delegatedRoutes() // delegated end users: registration, login, delegateTo, delegate (delegated.go)
+
 	// Dev-only faucet: bearer auth, no user action (it moves only dev-chain play money).
 	s.handle("GET /dev/faucet", s.faucetInfo)
 	s.handle("POST /dev/faucet", s.faucet, noUA)

@@ -16,6 +16,8 @@ type signingKeyJSON struct {
 	Scheme    string `json:"scheme"`
 	Curve     string `json:"curve"`
 	PublicKey string `json:"publicKey"`
+	// DelegatedTo is the end user the key (and wallet) is delegated to.
+	DelegatedTo string `json:"delegatedTo,omitempty"`
 }
 
 type walletJSON struct {
@@ -77,7 +79,7 @@ func optTime(t time.Time) string {
 
 func toKey(k keys.Key) keyJSON {
 	return keyJSON{ID: k.ID, Scheme: k.Scheme, Curve: k.Curve, PublicKey: hex.EncodeToString(k.PublicKey), Name: k.Name,
-		Status: k.Status, Custodial: true, DateCreated: jsTime(k.CreatedAt), DateDeleted: optTime(k.DeletedAt)}
+		Status: k.Status, Custodial: k.DelegatedTo == "", DateCreated: jsTime(k.CreatedAt), DateDeleted: optTime(k.DeletedAt)}
 }
 
 func toWallet(w wallets.Wallet) walletJSON {
@@ -86,8 +88,9 @@ func toWallet(w wallets.Wallet) walletJSON {
 		tags = []string{}
 	}
 	return walletJSON{ID: w.ID, Network: w.Network, Address: w.Address,
-		SigningKey: signingKeyJSON{ID: w.Key.ID, Scheme: w.Key.Scheme, Curve: w.Key.Curve, PublicKey: hex.EncodeToString(w.Key.PublicKey)},
-		Status:     w.Status, DateCreated: jsTime(w.CreatedAt), Name: w.Name, Custodial: true, ExternalID: w.ExternalID, Tags: tags,
+		SigningKey: signingKeyJSON{ID: w.Key.ID, Scheme: w.Key.Scheme, Curve: w.Key.Curve, PublicKey: hex.EncodeToString(w.Key.PublicKey),
+			DelegatedTo: w.Key.DelegatedTo},
+		Status: w.Status, DateCreated: jsTime(w.CreatedAt), Name: w.Name, Custodial: w.Key.DelegatedTo == "", ExternalID: w.ExternalID, Tags: tags,
 		DateDeleted: optTime(w.Key.DeletedAt)}
 }
 

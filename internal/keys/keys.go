@@ -36,6 +36,9 @@ type Key struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	DeletedAt time.Time
+
+	DelegatedTo string // the end user the key is delegated to, for good ("" = the organization's)
+	DelegatedAt time.Time
 }
 
 // Ref returns what a Signer needs to use k.
@@ -75,6 +78,8 @@ type SignatureParts struct {
 type Page struct {
 	Limit int
 	After string
+
+	DelegatedTo string // only keys (wallets) delegated to this user; set for end users by ListFilter
 }
 
 // Store persists keys and signature requests.
@@ -84,6 +89,8 @@ type Store interface {
 	ListKeys(ctx context.Context, orgID string, page Page) ([]Key, error)
 	UpdateKey(ctx context.Context, orgID, id, name string, now time.Time) error
 	ArchiveKey(ctx context.Context, orgID, id string, now time.Time) error
+	// DelegateKey sets the end user of an active, never delegated key; Conflict otherwise.
+	DelegateKey(ctx context.Context, orgID, id, userID string, now time.Time) error
 	CreateSignatureRequest(ctx context.Context, r SignatureRequest) error
 	GetSignatureRequest(ctx context.Context, orgID, id string) (SignatureRequest, error)
 	GetSignatureRequestByExternalID(ctx context.Context, orgID, externalID string) (SignatureRequest, error)
@@ -102,6 +109,8 @@ type Service struct {
 	signer Signer
 	chains Chains
 	now    func() time.Time
+
+	endUsers EndUsers
 }
 
 // NewService wires the keys service.
@@ -109,8 +118,8 @@ func NewService(store Store, gen Generator, signer Signer, chains Chains, now fu
 	return &Service{store: store, gen: gen, signer: signer, chains: chains, now: now}
 }
 
-// RequireStaff refuses end users until delegated wallets exist (they will act only on
-// their own keys).
+// RequireStaff refuses end users where only the organization acts (delegating); end users
+// act on their own keys and wallets through Visible and CheckWrite.
 func RequireStaff(p auth.Principal) error {
 	if p.UserKind == "EndUser" {
 		return errs.E(errs.PermissionDenied, "end users cannot manage keys or wallets of the organization", nil)
@@ -127,6 +136,8 @@ type CreateKeyRequest struct {
 	DeriveFrom json.RawMessage `json:"deriveFrom,omitempty"`
 	StoreID    string          `json:"storeId,omitempty"`
 	DelegateTo string          `json:"delegateTo,omitempty"`
+	// DelayDelegation creates a key meant for an end user later (POST /keys/{keyId}/delegate).
+	DelayDelegation *bool `json:"delayDelegation,omitempty"`
 }
 
 // ValidName checks an optional display name.
@@ -154,30 +165,32 @@ func (s *Service) NewKey(orgID, scheme, curve, name string) (Key, error) {
 
 // Create makes a key.
 func (s *Service) Create(ctx context.Context, p auth.Principal, r CreateKeyRequest) (Key, error) {
-	if err := RequireStaff(p); err != nil {
-		return Key{}, err
-	}
 	switch {
 	case r.MasterKey != nil && *r.MasterKey, len(r.DeriveFrom) > 0:
 		return Key{}, errs.E(errs.Invalid, "master keys and key derivation are not supported", nil)
 	case r.StoreID != "":
 		return Key{}, errs.E(errs.Invalid, "storeId is not supported: keys are held by this server", nil)
-	case r.DelegateTo != "":
-		return Key{}, errs.E(errs.Invalid, "delegateTo is not supported yet", nil)
+	}
+	to, err := s.DelegateTarget(ctx, p, r.DelegateTo, r.DelayDelegation != nil && *r.DelayDelegation)
+	if err != nil {
+		return Key{}, err
 	}
 	k, err := s.NewKey(p.OrgID, r.Scheme, r.Curve, r.Name)
 	if err != nil {
 		return Key{}, err
 	}
+	if to != "" {
+		k.DelegatedTo, k.DelegatedAt = to, k.CreatedAt
+	}
 	return k, s.store.CreateKey(ctx, k)
 }
 
-// Get returns a key of the caller's organization.
+// Get returns a key of the caller's organization that the caller may see.
 func (s *Service) Get(ctx context.Context, p auth.Principal, id string) (Key, error) {
-	if err := RequireStaff(p); err != nil {
-		return Key{}, err
-	}
 	k, err := s.store.GetKey(ctx, p.OrgID, id)
+	if err == nil && !Visible(p, k) {
+		err = errs.E(errs.NotFound, "not visible", nil)
+	}
 	if errs.Is(err, errs.NotFound) {
 		return Key{}, errs.E(errs.NotFound, "key not found", err)
 	}
@@ -186,11 +199,9 @@ func (s *Service) Get(ctx context.Context, p auth.Principal, id string) (Key, er
 
 // List returns a page of keys, newest first, and the next page token.
 func (s *Service) List(ctx context.Context, p auth.Principal, page Page) ([]Key, string, error) {
-	if err := RequireStaff(p); err != nil {
-		return nil, "", err
-	}
+	page = ListFilter(p, page)
 	page.Limit = clampLimit(page.Limit)
-	ks, err := s.store.ListKeys(ctx, p.OrgID, Page{Limit: page.Limit + 1, After: page.After})
+	ks, err := s.store.ListKeys(ctx, p.OrgID, Page{Limit: page.Limit + 1, After: page.After, DelegatedTo: page.DelegatedTo})
 	if err != nil {
 		return nil, "", err
 	}
@@ -217,6 +228,9 @@ func (s *Service) Update(ctx context.Context, p auth.Principal, id, name string)
 	if err != nil {
 		return Key{}, err
 	}
+	if err := CheckWrite(p, k); err != nil {
+		return Key{}, err
+	}
 	if k.Status == Archived {
 		return Key{}, errs.E(errs.Invalid, "key is archived", nil)
 	}
@@ -232,6 +246,9 @@ func (s *Service) Update(ctx context.Context, p auth.Principal, id, name string)
 func (s *Service) Archive(ctx context.Context, p auth.Principal, id string) (Key, error) {
 	k, err := s.Get(ctx, p, id)
 	if err != nil {
+		return Key{}, err
+	}
+	if err := CheckWrite(p, k); err != nil {
 		return Key{}, err
 	}
 	if k.Status == Archived {
@@ -317,24 +334,12 @@ func (p Prepared) run(sign func(payload []byte) (Signature, error)) (Result, err
 // Sign makes a signature with key keyID (through a wallet when t.WalletID is set). body
 // is the exact request body: it is echoed back as requestBody and decides idempotency.
 func (s *Service) Sign(ctx context.Context, p auth.Principal, keyID string, t Target, body []byte) (SignatureRequest, error) {
-	if err := RequireStaff(p); err != nil {
-		return SignatureRequest{}, err
-	}
 	var r SignRequest
 	if err := json.Unmarshal(body, &r); err != nil {
 		return SignatureRequest{}, errs.E(errs.Invalid, "malformed JSON body", err)
 	}
 	if len(r.ExternalID) > 256 || !utf8.ValidString(r.ExternalID) {
 		return SignatureRequest{}, errs.E(errs.Invalid, "externalId must be valid text of at most 256 bytes", nil)
-	}
-	if r.ExternalID != "" {
-		prev, err := s.store.GetSignatureRequestByExternalID(ctx, p.OrgID, r.ExternalID)
-		if err == nil {
-			return s.replay(prev, keyID, t, body)
-		}
-		if !errs.Is(err, errs.NotFound) {
-			return SignatureRequest{}, err
-		}
 	}
 	var k Key
 	if t.Key != nil && t.Key.ID == keyID && t.Key.OrgID == p.OrgID {
@@ -346,6 +351,19 @@ func (s *Service) Sign(ctx context.Context, p auth.Principal, keyID string, t Ta
 			return SignatureRequest{}, errs.E(errs.NotFound, "key not found", err)
 		}
 		if err != nil {
+			return SignatureRequest{}, err
+		}
+	}
+	// Who may sign is decided before anything else, a replay included.
+	if err := CheckWrite(p, k); err != nil {
+		return SignatureRequest{}, err
+	}
+	if r.ExternalID != "" {
+		prev, err := s.store.GetSignatureRequestByExternalID(ctx, p.OrgID, r.ExternalID)
+		if err == nil {
+			return s.replay(prev, keyID, t, body)
+		}
+		if !errs.Is(err, errs.NotFound) {
 			return SignatureRequest{}, err
 		}
 	}
@@ -443,12 +461,12 @@ func eddsaPayload(r SignRequest) ([]byte, error) {
 
 // GetSignature returns a signature request of a key (or of a wallet when walletID is set).
 func (s *Service) GetSignature(ctx context.Context, p auth.Principal, keyID, walletID, id string) (SignatureRequest, error) {
-	if err := RequireStaff(p); err != nil {
-		return SignatureRequest{}, err
-	}
 	sr, err := s.store.GetSignatureRequest(ctx, p.OrgID, id)
 	if err == nil && ((keyID != "" && sr.KeyID != keyID) || (walletID != "" && sr.WalletID != walletID)) {
 		err = errs.E(errs.NotFound, "not found", nil)
+	}
+	if err == nil && isEndUser(p) {
+		_, err = s.Get(ctx, p, sr.KeyID)
 	}
 	if errs.Is(err, errs.NotFound) {
 		return SignatureRequest{}, errs.E(errs.NotFound, "signature request not found", err)
@@ -458,13 +476,21 @@ func (s *Service) GetSignature(ctx context.Context, p auth.Principal, keyID, wal
 
 // ListSignatures returns a page of a key's (or wallet's) signature requests, newest first.
 func (s *Service) ListSignatures(ctx context.Context, p auth.Principal, keyID, walletID string, page Page) ([]SignatureRequest, string, error) {
-	if err := RequireStaff(p); err != nil {
-		return nil, "", err
+	if keyID != "" {
+		if _, err := s.Get(ctx, p, keyID); err != nil {
+			return nil, "", err
+		}
 	}
 	page.Limit = clampLimit(page.Limit)
 	items, err := s.store.ListSignatureRequests(ctx, p.OrgID, keyID, walletID, Page{Limit: page.Limit + 1, After: page.After})
 	if err != nil {
 		return nil, "", err
+	}
+	// A wallet's signatures all share its key: an end user who cannot see it sees none.
+	if isEndUser(p) && len(items) > 0 {
+		if _, err := s.Get(ctx, p, items[0].KeyID); err != nil {
+			return nil, "", err
+		}
 	}
 	next := ""
 	if len(items) > page.Limit {

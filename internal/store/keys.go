@@ -11,15 +11,19 @@ import (
 )
 
 const keyCols = `k.id, k.org_id, k.scheme, k.curve, k.public_key, k.sealed_private, COALESCE(k.name, ''), k.status,
-	k.created_at, k.updated_at, COALESCE(k.deleted_at, 0)`
+	k.created_at, k.updated_at, COALESCE(k.deleted_at, 0), COALESCE(k.delegated_to, ''), COALESCE(k.delegated_at, 0)`
 
 func scanKey(s scanner, k *keys.Key, extra ...any) error {
-	var c, u, d int64
-	dest := append([]any{&k.ID, &k.OrgID, &k.Scheme, &k.Curve, &k.PublicKey, &k.Sealed, &k.Name, &k.Status, &c, &u, &d}, extra...)
+	var c, u, d, da int64
+	dest := append([]any{&k.ID, &k.OrgID, &k.Scheme, &k.Curve, &k.PublicKey, &k.Sealed, &k.Name, &k.Status, &c, &u, &d,
+		&k.DelegatedTo, &da}, extra...)
 	if err := s.Scan(dest...); err != nil {
 		return err
 	}
 	k.CreatedAt, k.UpdatedAt = fromMS(c), fromMS(u)
+	if da != 0 {
+		k.DelegatedAt = fromMS(da)
+	}
 	if d != 0 {
 		k.DeletedAt = fromMS(d)
 	}
@@ -27,9 +31,14 @@ func scanKey(s scanner, k *keys.Key, extra ...any) error {
 }
 
 func insertKey(ctx context.Context, tx *Tx, k keys.Key) error {
+	var delegatedAt any
+	if k.DelegatedTo != "" {
+		delegatedAt = ms(k.DelegatedAt)
+	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO keys (id, org_id, scheme, curve, public_key, sealed_private, name, status,
-		created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`,
-		k.ID, k.OrgID, k.Scheme, k.Curve, k.PublicKey, k.Sealed, nullStr(k.Name), k.Status, ms(k.CreatedAt), ms(k.UpdatedAt))
+		created_at, updated_at, delegated_to, delegated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
+		k.ID, k.OrgID, k.Scheme, k.Curve, k.PublicKey, k.Sealed, nullStr(k.Name), k.Status, ms(k.CreatedAt), ms(k.UpdatedAt),
+		nullStr(k.DelegatedTo), delegatedAt)
 	return err
 }
 
@@ -50,8 +59,12 @@ func (db *DB) ListKeys(ctx context.Context, orgID string, page keys.Page) ([]key
 	q := `SELECT ` + keyCols + ` FROM keys k WHERE k.org_id = $1`
 	args := []any{orgID}
 	if page.After != "" {
-		q += ` AND k.id < $2`
 		args = append(args, page.After)
+		q += ` AND k.id < $` + itoa(len(args))
+	}
+	if page.DelegatedTo != "" {
+		args = append(args, page.DelegatedTo)
+		q += ` AND k.delegated_to = $` + itoa(len(args))
 	}
 	args = append(args, page.Limit)
 	q += ` ORDER BY k.id DESC LIMIT $` + itoa(len(args))
@@ -214,8 +227,12 @@ func (db *DB) ListWallets(ctx context.Context, orgID string, page keys.Page) ([]
 	q := `SELECT ` + keyCols + `, ` + walletCols + walletFrom + ` WHERE w.org_id = $1`
 	args := []any{orgID}
 	if page.After != "" {
-		q += ` AND w.id < $2`
 		args = append(args, page.After)
+		q += ` AND w.id < $` + itoa(len(args))
+	}
+	if page.DelegatedTo != "" {
+		args = append(args, page.DelegatedTo)
+		q += ` AND k.delegated_to = $` + itoa(len(args))
 	}
 	args = append(args, page.Limit)
 	q += ` ORDER BY w.id DESC LIMIT $` + itoa(len(args))
@@ -257,4 +274,11 @@ func (db *DB) SetWalletTags(ctx context.Context, orgID, id string, tags []string
 // ListWalletsOfKey lists the wallets made with a key, oldest first.
 func (db *DB) ListWalletsOfKey(ctx context.Context, orgID, keyID string) ([]wallets.Wallet, error) {
 	return db.queryWallets(ctx, `SELECT `+keyCols+`, `+walletCols+walletFrom+` WHERE w.key_id = $1 AND w.org_id = $2 ORDER BY w.id`, keyID, orgID)
+}
+
+// DelegateKey hands an active, never delegated key to an end user; the condition is part of
+// the update, so of two racing delegations one gets NotFound (nothing changed).
+func (db *DB) DelegateKey(ctx context.Context, orgID, id, userID string, now time.Time) error {
+	return affected(db.exec(ctx, `UPDATE keys SET delegated_to = $1, delegated_at = $2, updated_at = $2
+		WHERE id = $3 AND org_id = $4 AND status = 'Active' AND delegated_to IS NULL`, userID, ms(now), id, orgID))
 }

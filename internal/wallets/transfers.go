@@ -92,9 +92,6 @@ var erc20TransferSelector = []byte{0xa9, 0x05, 0x9c, 0xbb}
 // Transfer moves native coin or an ERC-20 token out of a wallet. body is the exact request
 // body: it is echoed as requestBody and decides idempotency (§6.4).
 func (s *Service) Transfer(ctx context.Context, p auth.Principal, walletID string, body []byte) (Transfer, error) {
-	if err := keys.RequireStaff(p); err != nil {
-		return Transfer{}, err
-	}
 	var r TransferRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -104,7 +101,7 @@ func (s *Service) Transfer(ctx context.Context, p auth.Principal, walletID strin
 	if len(r.ExternalID) > 256 || !utf8.ValidString(r.ExternalID) {
 		return Transfer{}, errs.E(errs.Invalid, "externalId must be valid text of at most 256 bytes", nil)
 	}
-	w, err := s.Get(ctx, p, walletID)
+	w, err := s.Writable(ctx, p, walletID)
 	if err != nil {
 		return Transfer{}, err
 	}

@@ -100,9 +100,6 @@ func validTags(tags []string) error {
 // Create makes a wallet on a network (EVM, Bitcoin, Solana), with a new key of the
 // network's type unless signingKey.id names one.
 func (s *Service) Create(ctx context.Context, p auth.Principal, r CreateRequest) (Wallet, error) {
-	if err := keys.RequireStaff(p); err != nil {
-		return Wallet{}, err
-	}
 	if r.Network == "" {
 		return Wallet{}, errs.E(errs.Invalid, "network is required", nil)
 	}
@@ -120,8 +117,9 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, r CreateRequest)
 	if len(r.ExternalID) > 256 || !utf8.ValidString(r.ExternalID) {
 		return Wallet{}, errs.E(errs.Invalid, "externalId must be valid text of at most 256 bytes", nil)
 	}
-	if r.DelegateTo != "" || (r.DelayDelegation != nil && *r.DelayDelegation) {
-		return Wallet{}, errs.E(errs.Invalid, "delegated wallets are not supported yet", nil)
+	to, err := s.keys.DelegateTarget(ctx, p, r.DelegateTo, r.DelayDelegation != nil && *r.DelayDelegation)
+	if err != nil {
+		return Wallet{}, err
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	w := Wallet{ID: ids.NewAt("wa", now), OrgID: p.OrgID, Network: r.Network, Name: r.Name, Status: Active,
@@ -129,11 +127,17 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, r CreateRequest)
 	newKey := true
 	if r.SigningKey != nil && r.SigningKey.ID != "" {
 		k, err := s.kst.GetKey(ctx, p.OrgID, r.SigningKey.ID)
+		if err == nil {
+			err = keys.CheckWrite(p, k) // a new wallet on a key is a new way to sign with it
+		}
 		if errs.Is(err, errs.NotFound) {
 			return Wallet{}, errs.E(errs.NotFound, "signing key not found", err)
 		}
 		if err != nil {
 			return Wallet{}, err
+		}
+		if to != k.DelegatedTo && (to != "" || r.DelegateTo != "") {
+			return Wallet{}, errs.E(errs.Invalid, "a wallet on an existing key is delegated like that key: delegateTo must match it", nil)
 		}
 		if k.Status != keys.Active {
 			return Wallet{}, errs.E(errs.Invalid, "signing key is archived", nil)
@@ -148,6 +152,9 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, r CreateRequest)
 		k, err := s.keys.NewKey(p.OrgID, scheme, curve, r.Name)
 		if err != nil {
 			return Wallet{}, err
+		}
+		if to != "" {
+			k.DelegatedTo, k.DelegatedAt = to, k.CreatedAt
 		}
 		w.Key = k
 	}
@@ -178,12 +185,13 @@ func dedupe(tags []string) []string {
 	return out
 }
 
-// Get returns a wallet of the caller's organization.
+// Get returns a wallet of the caller's organization that the caller may see (its key's
+// delegation decides, keys.Visible).
 func (s *Service) Get(ctx context.Context, p auth.Principal, id string) (Wallet, error) {
-	if err := keys.RequireStaff(p); err != nil {
-		return Wallet{}, err
-	}
 	w, err := s.store.GetWallet(ctx, p.OrgID, id)
+	if err == nil && !keys.Visible(p, w.Key) {
+		err = errs.E(errs.NotFound, "not visible", nil)
+	}
 	if errs.Is(err, errs.NotFound) {
 		return Wallet{}, errs.E(errs.NotFound, "wallet not found", err)
 	}
@@ -192,14 +200,12 @@ func (s *Service) Get(ctx context.Context, p auth.Principal, id string) (Wallet,
 
 // List returns a page of wallets, newest first.
 func (s *Service) List(ctx context.Context, p auth.Principal, page keys.Page) ([]Wallet, string, error) {
-	if err := keys.RequireStaff(p); err != nil {
-		return nil, "", err
-	}
+	page = keys.ListFilter(p, page)
 	if page.Limit <= 0 {
 		page.Limit = 100
 	}
 	page.Limit = min(page.Limit, 500)
-	ws, err := s.store.ListWallets(ctx, p.OrgID, keys.Page{Limit: page.Limit + 1, After: page.After})
+	ws, err := s.store.ListWallets(ctx, p.OrgID, keys.Page{Limit: page.Limit + 1, After: page.After, DelegatedTo: page.DelegatedTo})
 	if err != nil {
 		return nil, "", err
 	}
@@ -237,7 +243,7 @@ func (s *Service) Update(ctx context.Context, p auth.Principal, id string, r Upd
 		}
 		ext = v
 	}
-	w, err := s.Get(ctx, p, id)
+	w, err := s.Writable(ctx, p, id)
 	if err != nil {
 		return Wallet{}, err
 	}
@@ -271,7 +277,7 @@ func (s *Service) Tag(ctx context.Context, p auth.Principal, id string, r TagsRe
 	if err := validTags(r.Tags); err != nil {
 		return err
 	}
-	w, err := s.Get(ctx, p, id)
+	w, err := s.Writable(ctx, p, id)
 	if err != nil {
 		return err
 	}
@@ -289,7 +295,7 @@ func (s *Service) Tag(ctx context.Context, p auth.Principal, id string, r TagsRe
 
 // Sign makes a signature with the wallet's key, in the wallet's network.
 func (s *Service) Sign(ctx context.Context, p auth.Principal, id string, body []byte) (keys.SignatureRequest, error) {
-	w, err := s.Get(ctx, p, id)
+	w, err := s.Writable(ctx, p, id)
 	if err != nil {
 		return keys.SignatureRequest{}, err
 	}
@@ -301,8 +307,41 @@ func (s *Service) Sign(ctx context.Context, p auth.Principal, id string, body []
 
 // OfKey lists the wallets of a key.
 func (s *Service) OfKey(ctx context.Context, p auth.Principal, keyID string) ([]Wallet, error) {
-	if err := keys.RequireStaff(p); err != nil {
+	ws, err := s.store.ListWalletsOfKey(ctx, p.OrgID, keyID)
+	if err != nil {
 		return nil, err
 	}
-	return s.store.ListWalletsOfKey(ctx, p.OrgID, keyID)
+	return slices.DeleteFunc(ws, func(w Wallet) bool { return !keys.Visible(p, w.Key) }), nil
+}
+
+// Writable returns a wallet the caller may sign with or change: the one check (keys.CheckWrite
+// on its key) that every write path of a wallet goes through.
+func (s *Service) Writable(ctx context.Context, p auth.Principal, id string) (Wallet, error) {
+	w, err := s.Get(ctx, p, id)
+	if err != nil {
+		return Wallet{}, err
+	}
+	return w, keys.CheckWrite(p, w.Key)
+}
+
+// DelegateRequest is the body of POST /wallets/{walletId}/delegate.
+type DelegateRequest struct {
+	UserID string `json:"userId"`
+}
+
+// Delegate hands the wallet's key, and so every wallet on it, to an end user for good.
+func (s *Service) Delegate(ctx context.Context, p auth.Principal, id, userID string) (Wallet, error) {
+	if err := keys.RequireStaff(p); err != nil {
+		return Wallet{}, err
+	}
+	w, err := s.Get(ctx, p, id)
+	if err != nil {
+		return Wallet{}, err
+	}
+	k, err := s.keys.Delegate(ctx, p, w.Key.ID, userID)
+	if err != nil {
+		return Wallet{}, err
+	}
+	w.Key = k
+	return w, nil
 }

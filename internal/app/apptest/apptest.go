@@ -41,6 +41,7 @@ type Options struct {
 	Clock   *testutil.Clock // injected clock; a fresh one when nil
 	Log     io.Writer       // server log; discarded when nil (set COUNTERSIGN_TEST_LOG=1 to see it)
 	NoJobs  bool            // serve the API only; queued jobs wait for a node that works them
+	DemoApp bool            // serve the /app/ demo sign-up (--demo-app)
 }
 
 // Start runs a node until t ends.
@@ -66,7 +67,7 @@ func Start(t testing.TB, e testutil.Engine, o Options) *Node {
 	}
 	cfg := config.Config{
 		Listen: "127.0.0.1:0", DataDir: o.DataDir, Database: o.DSN, RPID: "localhost", RPName: "countersign",
-		ChallengeTTL: 5 * time.Minute, LogLevel: "info", NoJobs: o.NoJobs,
+		ChallengeTTL: 5 * time.Minute, LogLevel: "info", NoJobs: o.NoJobs, DemoApp: o.DemoApp,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, log, app.Options{Now: o.Clock.Now})
