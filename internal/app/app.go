@@ -31,6 +31,7 @@ import (
 	"github.com/countersign/countersign/internal/tlsutil"
 	"github.com/countersign/countersign/internal/useraction"
 	"github.com/countersign/countersign/internal/wallets"
+	"github.com/countersign/countersign/internal/webhooks"
 )
 
 // App is one node.
@@ -47,6 +48,7 @@ type App struct {
 	Wallets     *wallets.Service
 	Chains      *registry.Registry
 	Jobs        *jobs.Queue
+	Webhooks    *webhooks.Service
 	API         *httpapi.Server
 	Now         func() time.Time
 }
@@ -120,9 +122,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	if err := jobs.Register(queue, &transferWorker{w: a.Wallets}); err != nil {
 		return fail(err)
 	}
+	if err := a.setupWebhooks(ring); err != nil {
+		return fail(err)
+	}
 	a.API = httpapi.New(httpapi.Deps{
 		Log: log, Auth: a.Auth, UserActions: a.UserActions, Identity: a.Identity, Audit: a.Audit,
-		Keys: a.Keys, Wallets: a.Wallets,
+		Keys: a.Keys, Wallets: a.Wallets, Webhooks: a.Webhooks,
 		RP:     httpapi.RP{ID: cfg.RPID, Name: cfg.RPName},
 		Health: db.Ping,
 	})

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/countersign/countersign/internal/webhooks"
 )
 
 // Config is the serve configuration.
@@ -30,6 +32,9 @@ type Config struct {
 	DebugListen   string        `name:"debug-listen" help:"Serve /debug/pprof on this address (off when empty; keep it on loopback)." env:"COUNTERSIGN_DEBUG_LISTEN"`
 	NoJobs        bool          `name:"no-jobs" help:"Serve the API but work no background jobs (other nodes on the same database work them)." env:"COUNTERSIGN_NO_JOBS"`
 	NoBootstrap   bool          `name:"no-bootstrap" help:"Do not create the first organization and admin service account." env:"COUNTERSIGN_NO_BOOTSTRAP"`
+	// Webhooks (internal/webhooks).
+	WebhookRetrySchedule string `name:"webhook-retry-schedule" help:"Delays of webhook delivery retries, each counted from the first attempt (Dfns: 1m,12m,2h,24h)." default:"1m,12m,2h,24h" env:"COUNTERSIGN_WEBHOOK_RETRY_SCHEDULE"`
+	WebhooksAllowPrivate bool   `name:"webhooks-allow-private" help:"Let webhooks call private, loopback and link-local addresses (refused by default: SSRF)." env:"COUNTERSIGN_WEBHOOKS_ALLOW_PRIVATE"`
 }
 
 // DSN returns the database to open.
@@ -67,6 +72,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ChallengeTTL < 10*time.Second || c.ChallengeTTL > time.Hour {
 		return errors.New("config: --challenge-ttl must be between 10s and 1h")
+	}
+	if _, err := webhooks.ParseSchedule(c.WebhookRetrySchedule); err != nil {
+		return fmt.Errorf("config: --webhook-retry-schedule: %v", err)
 	}
 	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
 		return errors.New("config: --public-url must start with http:// or https://")

@@ -23,6 +23,7 @@ import (
 	"github.com/countersign/countersign/internal/keys"
 	"github.com/countersign/countersign/internal/useraction"
 	"github.com/countersign/countersign/internal/wallets"
+	"github.com/countersign/countersign/internal/webhooks"
 )
 
 // MaxBody is the largest request body accepted (413 above it).
@@ -37,6 +38,7 @@ type Deps struct {
 	Audit       *audit.Service
 	Keys        *keys.Service
 	Wallets     *wallets.Service
+	Webhooks    *webhooks.Service
 	RP          RP
 	Health      func(ctx context.Context) error
 }

@@ -57,7 +57,8 @@ type DB struct {
 	lock   *os.File   // SQLite only: held exclusively while open
 	// dsn opens more handles on the same database (OpenQueueConns): the PostgreSQL URL, or
 	// the SQLite file URI with its pragmas.
-	dsn string
+	dsn     string
+	emitter Emitter // webhook events of state changes (webhooks.go); nil emits nothing
 }
 
 // Open opens dsn: a postgres:// or postgresql:// URL selects PostgreSQL, anything else is
@@ -373,7 +374,7 @@ func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 func (db *DB) Ping(ctx context.Context) error { return db.r.PingContext(ctx) }
 
 // snapshotTables are every table of ours, in a fixed order.
-var snapshotTables = []string{"orgs", "bootstrap", "users", "credentials", "access_tokens", "user_actions", "audit_log", "server_keys", "keys", "wallets", "signature_requests", "evm_nonces", "transfers"}
+var snapshotTables = []string{"orgs", "bootstrap", "users", "credentials", "access_tokens", "user_actions", "audit_log", "server_keys", "keys", "wallets", "signature_requests", "evm_nonces", "transfers", "webhooks", "webhook_events"}
 
 // Snapshot returns a digest of every row of every table. Tests use it to prove that a
 // refused request changed nothing; operators can use it to compare two databases.

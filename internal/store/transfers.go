@@ -5,6 +5,7 @@ import (
 
 	"github.com/countersign/countersign/internal/keys"
 	"github.com/countersign/countersign/internal/wallets"
+	"github.com/countersign/countersign/internal/webhooks"
 )
 
 const transferCols = `id, org_id, wallet_id, network, requester_user_id, requester_token_id, request_body, asset_symbol,
@@ -77,6 +78,9 @@ func (db *DB) CreateTransfer(ctx context.Context, t wallets.Transfer, sender str
 		if err := after(ctx, tx); err != nil {
 			return err
 		}
+		if err := tx.Emit(ctx, x.OrgID, webhooks.TransferRequested, x); err != nil {
+			return err
+		}
 		out = x
 		return nil
 	})
@@ -119,9 +123,17 @@ func (db *DB) ListTransfers(ctx context.Context, orgID, walletID string, page ke
 
 // UpdateTransferStatus records a transfer's progress. A final status is never changed.
 func (db *DB) UpdateTransferStatus(ctx context.Context, t wallets.Transfer) error {
-	_, err := db.exec(ctx, `UPDATE transfers SET status = $1, reason = $2, fee = $3, broadcasted_at = $4, confirmed_at = $5
+	return db.Tx(ctx, func(tx *Tx) error {
+		var prev string
+		if err := tx.QueryRowContext(ctx, `SELECT status FROM transfers WHERE id = $1`, t.ID).Scan(&prev); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET status = $1, reason = $2, fee = $3, broadcasted_at = $4, confirmed_at = $5
 		WHERE id = $6 AND status NOT IN ('Confirmed', 'Failed')`,
-		t.Status, nullStr(t.Reason), nullStr(t.Fee), optMS(t.BroadcastedAt, ms(t.BroadcastedAt)),
-		optMS(t.ConfirmedAt, ms(t.ConfirmedAt)), t.ID)
-	return err
+			t.Status, nullStr(t.Reason), nullStr(t.Fee), optMS(t.BroadcastedAt, ms(t.BroadcastedAt)),
+			optMS(t.ConfirmedAt, ms(t.ConfirmedAt)), t.ID); err != nil {
+			return err
+		}
+		return tx.emitTransfer(ctx, t.ID, prev)
+	})
 }
