@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -31,7 +32,7 @@ func Canonical(doc []byte) ([]byte, error) {
 	if err := canonValue(dec, &out); err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err == nil {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("webhooks: trailing data after JSON value")
 	}
 	return out.Bytes(), nil
