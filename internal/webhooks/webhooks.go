@@ -542,7 +542,11 @@ func (s *Service) Deliver(ctx context.Context, id string) error {
 	if !res.OK() && w.Status == Enabled && ev.DeliveryAttempt <= len(s.schedule) {
 		next := ev.FirstAttemptAt.Add(s.schedule[ev.DeliveryAttempt-1])
 		ev.NextAttemptAt = next
+		// Never before the failed row: ids sort by time, and the events list newest first.
 		created := s.now().UTC().Truncate(time.Millisecond)
+		if floor := ev.CreatedAt.Add(time.Millisecond); created.Before(floor) {
+			created = floor
+		}
 		retry = &Event{ID: ids.NewAt("whe", created), OrgID: ev.OrgID, WebhookID: ev.WebhookID, Kind: ev.Kind,
 			Data: ev.Data, Date: ev.Date, DeliveryAttempt: ev.DeliveryAttempt + 1, RetryOf: ev.ID,
 			FirstAttemptAt: ev.FirstAttemptAt, NextAttemptAt: next, CreatedAt: created}
