@@ -24,6 +24,9 @@ func (a *App) setupWebhooks(ring *secrets.Ring) error {
 	}
 	a.Webhooks = webhooks.NewService(webhookStore{DB: a.DB, q: a.Jobs}, ring, schedule, a.Cfg.WebhooksAllowPrivate, a.Now)
 	a.DB.SetEmitter(a.emitWebhookEvents)
+	if err := a.Jobs.AddQueue(webhookQueue, webhookWorkers, 25*time.Millisecond); err != nil {
+		return err
+	}
 	if err := jobs.Register(a.Jobs, &deliverWorker{w: a.Webhooks}); err != nil {
 		return err
 	}
@@ -76,6 +79,16 @@ type deliverArgs struct {
 }
 
 func (deliverArgs) Kind() string { return "webhook_deliver" }
+
+// Deliveries have a queue of their own: a receiver that hangs until the client times out
+// holds a delivery worker, never one that broadcasts transfers. webhookWorkers bounds the
+// concurrent deliveries of a node (mostly waiting on the network, not the CPU).
+const (
+	webhookQueue   = "webhooks"
+	webhookWorkers = 32
+)
+
+func (deliverArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: webhookQueue} }
 
 // deliverWorker runs deliverArgs. It is idempotent (webhooks.Service.Deliver skips an
 // event whose attempt is recorded); a job cut short by a crash runs again, so a receiver

@@ -671,9 +671,9 @@ func TestWebhookPrivateRefused(t *testing.T) {
 // with SIGKILL before delivering (an API-only node here, so no job can run first) loses
 // nothing: the next node delivers it (at least once).
 func TestWebhookSurvivesKill(t *testing.T) {
+	bin := tnBuild(t)
 	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
 		ctx := context.Background()
-		bin := tnBuild(t)
 		dsn, dir := e.DSN(t), t.TempDir()
 		r := newWHReceiver(t, nil)
 		start := func(extra ...string) (*exec.Cmd, *client.Client, *tnBuffer) {
