@@ -564,6 +564,18 @@ func TestWebhookRetry(t *testing.T) {
 		if got := len(r.deliveries()); got != 2 {
 			t.Fatalf("%d deliveries after success, want 2", got)
 		}
+		// Events are kept 31 days, then purged (the hourly purge job runs Purge).
+		n.Clock.Advance(30 * 24 * time.Hour)
+		if k, err := n.App.Webhooks.Purge(ctx); err != nil || k != 0 {
+			t.Fatalf("purge after 30 days: %d %v", k, err)
+		}
+		n.Clock.Advance(2 * 24 * time.Hour)
+		if k, err := n.App.Webhooks.Purge(ctx); err != nil || k != 2 {
+			t.Fatalf("purge after 32 days: %d %v", k, err)
+		}
+		if l := whEvents(t, n.Admin, wh.ID, ""); len(l.Items) != 0 {
+			t.Fatalf("%d events left after the purge", len(l.Items))
+		}
 	})
 }
 
