@@ -28,6 +28,8 @@ type cli struct {
 	Migrate migrateCmd `cmd:"" help:"Apply database migrations and exit."`
 	Bench   benchCmd   `cmd:"" help:"Drive a running server over HTTP and report throughput and latency."`
 	Version versionCmd `cmd:"" help:"Print the version."`
+
+	Webhooks webhooksCmd `cmd:"" help:"Webhook tools (listen: a receiver that verifies signatures)."`
 }
 
 func main() {

@@ -34,6 +34,7 @@ import (
 	"github.com/countersign/countersign/internal/users"
 	"github.com/countersign/countersign/internal/wallets"
 	"github.com/countersign/countersign/internal/webapp"
+	"github.com/countersign/countersign/internal/webhooks"
 )
 
 // App is one node.
@@ -51,6 +52,7 @@ type App struct {
 	Users       *users.Service
 	Chains      *registry.Registry
 	Jobs        *jobs.Queue
+	Webhooks    *webhooks.Service
 	API         *httpapi.Server
 	Handler     http.Handler // API plus the /app/ page (webapp)
 	Now         func() time.Time
@@ -146,9 +148,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	if err := a.startHistory(); err != nil {
 		return fail(err)
 	}
+	if err := a.setupWebhooks(ring); err != nil {
+		return fail(err)
+	}
 	a.API = httpapi.New(httpapi.Deps{
 		Log: log, Auth: a.Auth, UserActions: a.UserActions, Identity: a.Identity, Audit: a.Audit,
-		Keys: a.Keys, Wallets: a.Wallets,
+		Keys: a.Keys, Wallets: a.Wallets, Webhooks: a.Webhooks,
 		Users:  a.Users,
 		RP:     httpapi.RP{ID: cfg.RPID, Name: cfg.RPName},
 		Health: db.Ping,

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/countersign/countersign/internal/webhooks"
 )
 
 // Config is the serve configuration.
@@ -38,6 +40,9 @@ type Config struct {
 	// Job timing: how soon the job of a node that died mid-run is retried by another (crash tests shorten it).
 	JobTimeout     time.Duration `name:"job-timeout" help:"Longest run of one background job (0: 1m)." env:"COUNTERSIGN_JOB_TIMEOUT"`
 	JobRescueAfter time.Duration `name:"job-rescue-after" help:"Age at which a running job is taken to belong to a dead node and retried; must exceed --job-timeout (0: job timeout + 1m)." env:"COUNTERSIGN_JOB_RESCUE_AFTER"`
+	// Webhooks (internal/webhooks).
+	WebhookRetrySchedule string `name:"webhook-retry-schedule" help:"Delays of webhook delivery retries, each counted from the first attempt (Dfns: 1m,12m,2h,24h)." default:"1m,12m,2h,24h" env:"COUNTERSIGN_WEBHOOK_RETRY_SCHEDULE"`
+	WebhooksAllowPrivate bool   `name:"webhooks-allow-private" help:"Let webhooks call private, loopback and link-local addresses (refused by default: SSRF)." env:"COUNTERSIGN_WEBHOOKS_ALLOW_PRIVATE"`
 }
 
 // WebOrigins returns the WebAuthn origins to accept for a server listening on addr (the
@@ -108,6 +113,9 @@ func (c *Config) Validate() error {
 	}
 	if c.JobTimeout < 0 || c.JobRescueAfter < 0 {
 		return errors.New("config: --job-timeout and --job-rescue-after must not be negative")
+	}
+	if _, err := webhooks.ParseSchedule(c.WebhookRetrySchedule); err != nil {
+		return fmt.Errorf("config: --webhook-retry-schedule: %v", err)
 	}
 	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
 		return errors.New("config: --public-url must start with http:// or https://")

@@ -84,6 +84,14 @@ func (s *Server) routes() {
 	s.handle("GET /wallets/{id}/signatures/{sigId}", s.getSignature("", "id"))
 
 	s.delegatedRoutes() // delegated end users: registration, login, delegateTo, delegate (delegated.go)
+	s.handle("POST /webhooks", s.createWebhook)
+	s.handle("GET /webhooks", s.listWebhooks)
+	s.handle("GET /webhooks/{id}", s.getWebhook)
+	s.handle("PUT /webhooks/{id}", s.updateWebhook)
+	s.handle("DELETE /webhooks/{id}", s.deleteWebhook)
+	s.handle("POST /webhooks/{id}/ping", s.pingWebhook)
+	s.handle("GET /webhooks/{id}/events", s.listWebhookEvents)
+	s.handle("GET /webhooks/{id}/events/{eventId}", s.getWebhookEvent)
 
 	// Dev-only faucet: bearer auth, no user action (it moves only dev-chain play money).
 	s.handle("GET /dev/faucet", s.faucetInfo)

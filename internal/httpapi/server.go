@@ -24,6 +24,7 @@ import (
 	"github.com/countersign/countersign/internal/useraction"
 	"github.com/countersign/countersign/internal/users"
 	"github.com/countersign/countersign/internal/wallets"
+	"github.com/countersign/countersign/internal/webhooks"
 )
 
 // MaxBody is the largest request body accepted (413 above it).
@@ -39,6 +40,7 @@ type Deps struct {
 	Keys        *keys.Service
 	Wallets     *wallets.Service
 	Users       *users.Service
+	Webhooks    *webhooks.Service
 	RP          RP
 	Health      func(ctx context.Context) error
 }

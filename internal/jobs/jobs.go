@@ -191,3 +191,14 @@ func (q *Queue) Stop(ctx context.Context) error {
 
 // Close releases the queue's connections. Stop it first.
 func (q *Queue) Close() error { return q.conns.Close() }
+
+// AddQueue adds a named queue with workers of its own (and a fetch cooldown; 0 keeps
+// River's), so one kind of job cannot hold every worker: webhook deliveries wait on
+// receivers that may be slow or dead. Jobs go to it through their args' InsertOpts
+// (river.JobArgsWithInsertOpts). Call it before Start.
+func (q *Queue) AddQueue(name string, workers int, cooldown time.Duration) error {
+	if err := q.client.Queues().Add(name, river.QueueConfig{MaxWorkers: workers, FetchCooldown: cooldown}); err != nil {
+		return fmt.Errorf("jobs: add queue %s: %w", name, err)
+	}
+	return nil
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/countersign/countersign/internal/keys"
 	"github.com/countersign/countersign/internal/wallets"
+	"github.com/countersign/countersign/internal/webhooks"
 )
 
 const keyCols = `k.id, k.org_id, k.scheme, k.curve, k.public_key, k.sealed_private, COALESCE(k.name, ''), k.status,
@@ -39,7 +40,10 @@ func insertKey(ctx context.Context, tx *Tx, k keys.Key) error {
 		created_at, updated_at, delegated_to, delegated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
 		k.ID, k.OrgID, k.Scheme, k.Curve, k.PublicKey, k.Sealed, nullStr(k.Name), k.Status, ms(k.CreatedAt), ms(k.UpdatedAt),
 		nullStr(k.DelegatedTo), delegatedAt)
-	return err
+	if err != nil {
+		return err
+	}
+	return tx.Emit(ctx, k.OrgID, webhooks.KeyCreated, k)
 }
 
 // CreateKey stores a key.
@@ -83,9 +87,11 @@ func (db *DB) ArchiveKey(ctx context.Context, orgID, id string, now time.Time) e
 			ms(now), id, orgID)); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE wallets SET status = 'Archived', updated_at = $1, deleted_at = $1 WHERE key_id = $2 AND org_id = $3`,
-			ms(now), id, orgID)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE wallets SET status = 'Archived', updated_at = $1, deleted_at = $1 WHERE key_id = $2 AND org_id = $3`,
+			ms(now), id, orgID); err != nil {
+			return err
+		}
+		return tx.emitKey(ctx, webhooks.KeyDeleted, orgID, id)
 	})
 }
 
@@ -135,13 +141,17 @@ func (db *DB) CreateSignatureRequest(ctx context.Context, r keys.SignatureReques
 	if !r.SignedAt.IsZero() {
 		signedAt = ms(r.SignedAt)
 	}
-	_, err := db.exec(ctx, `INSERT INTO signature_requests (id, org_id, key_id, wallet_id, network, requester_user_id,
+	return db.Tx(ctx, func(tx *Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO signature_requests (id, org_id, key_id, wallet_id, network, requester_user_id,
 		requester_token_id, request_body, status, reason, signature, signed_data, external_id, created_at, signed_at)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)`,
-		r.ID, r.OrgID, r.KeyID, nullStr(r.WalletID), nullStr(r.Network), r.RequesterUserID, r.RequesterTokenID,
-		[]byte(r.RequestBody), r.Status, nullStr(r.Reason), sig, nullStr(r.SignedData), nullStr(r.ExternalID),
-		ms(r.CreatedAt), signedAt)
-	return err
+			r.ID, r.OrgID, r.KeyID, nullStr(r.WalletID), nullStr(r.Network), r.RequesterUserID, r.RequesterTokenID,
+			[]byte(r.RequestBody), r.Status, nullStr(r.Reason), sig, nullStr(r.SignedData), nullStr(r.ExternalID),
+			ms(r.CreatedAt), signedAt); err != nil {
+			return err
+		}
+		return tx.emitSignature(ctx, r)
+	})
 }
 
 // GetSignatureRequest returns a signature request of the organization.
@@ -211,7 +221,10 @@ func (db *DB) CreateWallet(ctx context.Context, w wallets.Wallet, newKey bool) e
 			tags, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
 			w.ID, w.OrgID, w.Network, nullStr(w.Address), w.Key.ID, nullStr(w.Name), w.Status, nullStr(w.ExternalID),
 			string(tags), ms(w.CreatedAt), ms(w.UpdatedAt))
-		return err
+		if err != nil {
+			return err
+		}
+		return tx.Emit(ctx, w.OrgID, webhooks.WalletCreated, w)
 	})
 }
 
@@ -268,7 +281,12 @@ func (db *DB) SetWalletTags(ctx context.Context, orgID, id string, tags []string
 	if err != nil {
 		return err
 	}
-	return affected(db.exec(ctx, `UPDATE wallets SET tags = $1, updated_at = $2 WHERE id = $3 AND org_id = $4`, string(b), ms(now), id, orgID))
+	return db.Tx(ctx, func(tx *Tx) error {
+		if err := affected(tx.ExecContext(ctx, `UPDATE wallets SET tags = $1, updated_at = $2 WHERE id = $3 AND org_id = $4`, string(b), ms(now), id, orgID)); err != nil {
+			return err
+		}
+		return tx.emitWallet(ctx, webhooks.WalletTagsModified, orgID, id)
+	})
 }
 
 // ListWalletsOfKey lists the wallets made with a key, oldest first.

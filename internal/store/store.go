@@ -60,7 +60,8 @@ type DB struct {
 	lock   *os.File    // SQLite only: held exclusively while open
 	// dsn opens more handles on the same database (OpenQueueConns): the PostgreSQL URL, or
 	// the SQLite file URI with its pragmas.
-	dsn string
+	dsn     string
+	emitter Emitter // webhook events of state changes (webhooks.go); nil emits nothing
 }
 
 // Open opens dsn: a postgres:// or postgresql:// URL selects PostgreSQL, anything else is
@@ -403,7 +404,8 @@ func SnapshotTables() []string { return slices.Clone(snapshotTables) }
 // snapshotTables are every table of ours, in a fixed order.
 var snapshotTables = []string{"orgs", "bootstrap", "users", "credentials", "access_tokens", "user_actions", "audit_log", "server_keys", "keys", "wallets", "signature_requests", "evm_nonces", "transfers",
 	"credential_details", "auth_ceremonies", "auth_codes", "transactions", "evm_nonce_fills",
-	"chain_cursors", "wallet_history"}
+	"chain_cursors", "wallet_history",
+	"webhooks", "webhook_events"}
 
 // Snapshot returns a digest of every row of every table. Tests use it to prove that a
 // refused request changed nothing; operators can use it to compare two databases.

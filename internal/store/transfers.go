@@ -5,6 +5,7 @@ import (
 
 	"github.com/countersign/countersign/internal/keys"
 	"github.com/countersign/countersign/internal/wallets"
+	"github.com/countersign/countersign/internal/webhooks"
 )
 
 const transferCols = `id, org_id, wallet_id, network, requester_user_id, requester_token_id, request_body, asset_symbol,
@@ -69,6 +70,9 @@ func (db *DB) CreateTransfer(ctx context.Context, t wallets.Transfer, sender str
 			return err
 		}
 		if err := after(ctx, tx); err != nil {
+			return err
+		}
+		if err := tx.Emit(ctx, x.OrgID, webhooks.TransferRequested, x); err != nil {
 			return err
 		}
 		out = x

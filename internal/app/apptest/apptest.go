@@ -42,6 +42,9 @@ type Options struct {
 	Log     io.Writer       // server log; discarded when nil (set COUNTERSIGN_TEST_LOG=1 to see it)
 	NoJobs  bool            // serve the API only; queued jobs wait for a node that works them
 	DemoApp bool            // serve the /app/ demo sign-up (--demo-app)
+	// Webhooks: retry schedule ("" = no retries) and whether receivers on loopback are allowed.
+	WebhookRetrySchedule string
+	WebhooksAllowPrivate bool
 }
 
 // Start runs a node until t ends.
@@ -68,6 +71,7 @@ func Start(t testing.TB, e testutil.Engine, o Options) *Node {
 	cfg := config.Config{
 		Listen: "127.0.0.1:0", DataDir: o.DataDir, Database: o.DSN, RPID: "localhost", RPName: "countersign",
 		ChallengeTTL: 5 * time.Minute, LogLevel: "info", NoJobs: o.NoJobs, DemoApp: o.DemoApp,
+		WebhookRetrySchedule: o.WebhookRetrySchedule, WebhooksAllowPrivate: o.WebhooksAllowPrivate,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, log, app.Options{Now: o.Clock.Now})
