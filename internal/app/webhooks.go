@@ -24,6 +24,9 @@ func (a *App) setupWebhooks(ring *secrets.Ring) error {
 	}
 	a.Webhooks = webhooks.NewService(webhookStore{DB: a.DB, q: a.Jobs}, ring, schedule, a.Cfg.WebhooksAllowPrivate, a.Now)
 	a.DB.SetEmitter(a.emitWebhookEvents)
+	if a.OnIncoming == nil { // transfers the indexer finds coming in are events too
+		a.OnIncoming = store.EmitIncoming
+	}
 	if err := a.Jobs.AddQueue(webhookQueue, webhookWorkers, 25*time.Millisecond); err != nil {
 		return err
 	}

@@ -168,6 +168,10 @@ func whDataKey(kind string) string {
 		return "signatureRequest"
 	case strings.HasPrefix(kind, "wallet.transfer."):
 		return "transferRequest"
+	case strings.HasPrefix(kind, "wallet.transaction."):
+		return "transactionRequest"
+	case strings.HasPrefix(kind, "wallet.blockchainevent."):
+		return "blockchainEvent"
 	default:
 		return "wallet"
 	}
@@ -208,7 +212,11 @@ func whCheckDelivery(t testing.TB, secret string, d whDelivery) {
 	}
 	key := whDataKey(e.Kind)
 	var obj map[string]any
-	if len(e.Data) != 1 || json.Unmarshal(e.Data[key], &obj) != nil || obj["id"] == nil {
+	idField := "id"
+	if key == "blockchainEvent" { // a chain event has no id of ours: its transaction names it
+		idField = "txHash"
+	}
+	if len(e.Data) != 1 || json.Unmarshal(e.Data[key], &obj) != nil || obj[idField] == nil {
 		t.Errorf("%s: data %s, want {%q: {id: …}}", e.Kind, raw["data"], key)
 	}
 }
@@ -279,6 +287,10 @@ func TestWebhookEvents(t *testing.T) {
 		if err := c.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transfers", map[string]any{"kind": "Native", "to": "0x000000000000000000000000000000000000dEaD", "amount": "1000"}, &tr); err != nil {
 			t.Fatal(err)
 		}
+		var btx transferResp
+		if err := c.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transactions", map[string]any{"kind": "Evm", "to": "0x000000000000000000000000000000000000dEaD", "value": "1"}, &btx); err != nil {
+			t.Fatal(err)
+		}
 		// Failures cannot be provoked over HTTP here (local signing does not fail, and the
 		// dev chain takes every transfer that passed the balance checks): those kinds are
 		// emitted the way the services emit them, in a store transaction.
@@ -293,7 +305,9 @@ func TestWebhookEvents(t *testing.T) {
 
 		want := []string{"key.created", "wallet.created", "wallet.tags.modified", "wallet.signature.requested", "wallet.signature.signed",
 			"key.created", "key.deleted", "wallet.transfer.requested", "wallet.transfer.broadcasted", "wallet.transfer.confirmed",
-			"wallet.transfer.failed", "wallet.signature.failed"}
+			"wallet.transfer.failed", "wallet.signature.failed",
+			"wallet.transaction.requested", "wallet.transaction.broadcasted", "wallet.transaction.confirmed",
+			"wallet.blockchainevent.detected"} // the faucet's funding, found by the chain indexer
 		ds := all.waitFor(t, "every kind", func(ds []whDelivery) bool { return len(ds) >= len(want) })
 		time.Sleep(500 * time.Millisecond) // nothing more may arrive
 		ds = all.deliveries()
@@ -337,6 +351,18 @@ func TestWebhookEvents(t *testing.T) {
 			case "key.deleted":
 				if obj.ID != k.ID || obj.Status != "Archived" {
 					t.Errorf("%s carries %+v", d.env.Kind, obj)
+				}
+			case "wallet.transaction.confirmed":
+				if obj.ID != btx.ID || obj.Status != "Confirmed" {
+					t.Errorf("%s carries %+v", d.env.Kind, obj)
+				}
+			case "wallet.blockchainevent.detected":
+				var ev struct {
+					WalletID, Direction, Kind, To, Value string
+				}
+				json.Unmarshal(d.env.Data["blockchainEvent"], &ev)
+				if ev.WalletID != w.ID || ev.Direction != "In" || ev.Kind != "NativeTransfer" || ev.To != w.Address || ev.Value != "1000000000000000000" {
+					t.Errorf("%s carries %s", d.env.Kind, d.env.Data["blockchainEvent"])
 				}
 			}
 		}
@@ -812,5 +838,44 @@ func TestWebhookThroughput(t *testing.T) {
 		whCheckDelivery(t, wh.Secret, ds[len(ds)-1])
 		t.Logf("%s: %d events emitted in %v, all delivered in %v: %.0f events/s", e.Name, total,
 			emitted.Round(time.Millisecond), took.Round(time.Millisecond), float64(total)/took.Seconds())
+	})
+}
+
+// TestWebhookDelegationEvents: delegating a wallet to an end user reports key.delegated
+// and wallet.delegated, in the same transaction as the delegation.
+func TestWebhookDelegationEvents(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		ctx := context.Background()
+		n := apptest.Start(t, e, apptest.Options{WebhooksAllowPrivate: true, WebhookRetrySchedule: "1s,2s,4s"})
+		c := n.Admin
+		rcv := newWHReceiver(t, nil)
+		wh := whCreate(t, c, map[string]any{"url": rcv.srv.URL, "events": []string{"key.delegated", "wallet.delegated"}})
+		var u struct {
+			ID string `json:"userId"`
+		}
+		if err := c.Do(ctx, http.MethodPost, "/auth/users", map[string]any{"email": "enduser@example.co", "kind": "EndUser"}, &u); err != nil {
+			t.Fatal(err)
+		}
+		var w walletResp
+		if err := c.Do(ctx, http.MethodPost, "/wallets", map[string]any{"network": "EthereumSepolia"}, &w); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/delegate", map[string]any{"userId": u.ID}, nil); err != nil {
+			t.Fatal(err)
+		}
+		ds := rcv.waitFor(t, "delegation events", func(ds []whDelivery) bool { return len(ds) >= 2 })
+		got := map[string]bool{}
+		for _, d := range ds {
+			whCheckDelivery(t, wh.Secret, d)
+			got[d.env.Kind] = true
+		}
+		if len(ds) != 2 || !got["key.delegated"] || !got["wallet.delegated"] {
+			t.Fatalf("deliveries %v", got)
+		}
+		for _, d := range ds {
+			if d.env.Kind == "wallet.delegated" && !bytes.Contains(d.env.Data["wallet"], []byte(w.ID)) {
+				t.Errorf("wallet.delegated carries %s", d.env.Data["wallet"])
+			}
+		}
 	})
 }

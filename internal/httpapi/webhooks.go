@@ -64,6 +64,10 @@ func EventData(v any) (json.RawMessage, error) {
 		obj = map[string]any{"signatureRequest": toSignature(x)}
 	case wallets.Transfer:
 		obj = map[string]any{"transferRequest": toTransfer(x)}
+	case wallets.Transaction:
+		obj = map[string]any{"transactionRequest": toTransaction(x)}
+	case wallets.HistoryItem:
+		obj = map[string]any{"blockchainEvent": x}
 	case json.RawMessage:
 		if b := bytes.TrimSpace(x); len(b) == 0 || b[0] != '{' {
 			return nil, fmt.Errorf("httpapi: webhook event data must be a JSON object")

@@ -131,6 +131,9 @@ func (b *batcher) run(batch []*batchReq) {
 		return
 	}
 	cerr := tx.Commit()
+	if cerr != nil {
+		b.db.hooks.clear() // it may hold what this batch wrote
+	}
 	for _, q := range t.misses {
 		b.db.prep(ctx, b.db.w, &b.db.ws, q)
 	}

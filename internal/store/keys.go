@@ -297,6 +297,38 @@ func (db *DB) ListWalletsOfKey(ctx context.Context, orgID, keyID string) ([]wall
 // DelegateKey hands an active, never delegated key to an end user; the condition is part of
 // the update, so of two racing delegations one gets NotFound (nothing changed).
 func (db *DB) DelegateKey(ctx context.Context, orgID, id, userID string, now time.Time) error {
-	return affected(db.exec(ctx, `UPDATE keys SET delegated_to = $1, delegated_at = $2, updated_at = $2
-		WHERE id = $3 AND org_id = $4 AND status = 'Active' AND delegated_to IS NULL`, userID, ms(now), id, orgID))
+	return db.Tx(ctx, func(tx *Tx) error {
+		err := affected(tx.ExecContext(ctx, `UPDATE keys SET delegated_to = $1, delegated_at = $2, updated_at = $2
+			WHERE id = $3 AND org_id = $4 AND status = 'Active' AND delegated_to IS NULL`, userID, ms(now), id, orgID))
+		if err != nil {
+			return err
+		}
+		if err := tx.emitKey(ctx, webhooks.KeyDelegated, orgID, id); err != nil {
+			return err
+		}
+		// Every wallet on the key is delegated with it.
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM wallets WHERE key_id = $1 AND org_id = $2 ORDER BY id`, id, orgID)
+		if err != nil {
+			return err
+		}
+		var ws []string
+		for rows.Next() {
+			var w string
+			if err := rows.Scan(&w); err != nil {
+				rows.Close()
+				return err
+			}
+			ws = append(ws, w)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, w := range ws {
+			if err := tx.emitWallet(ctx, webhooks.WalletDelegated, orgID, w); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -57,6 +57,7 @@ type DB struct {
 	batch  *batcher    // SQLite only
 	cache  *authCache  // SQLite only
 	chal   *challenges // SQLite only: pending user action challenges
+	hooks  *hookCache  // SQLite only: enabled webhooks per organization
 	lock   *os.File    // SQLite only: held exclusively while open
 	// dsn opens more handles on the same database (OpenQueueConns): the PostgreSQL URL, or
 	// the SQLite file URI with its pragmas.
@@ -123,7 +124,7 @@ func Open(ctx context.Context, dsn string, ring *secrets.Ring) (*DB, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
-	db := &DB{Dialect: SQLite, w: w, r: r, ring: ring, cache: newAuthCache(), chal: newChallenges(), lock: lock, dsn: base}
+	db := &DB{Dialect: SQLite, w: w, r: r, ring: ring, cache: newAuthCache(), chal: newChallenges(), hooks: newHookCache(), lock: lock, dsn: base}
 	db.batch = newBatcher(db)
 	return db, nil
 }
@@ -235,6 +236,15 @@ func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Ro
 		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
 	return t.tx.QueryRowContext(ctx, q, args...)
+}
+
+// QueryContext runs a query in the transaction.
+func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	ctx = t.stmtCtx(ctx)
+	if st, ok := t.cached(q); ok {
+		return t.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, q, args...)
 }
 
 func (db *DB) prep(ctx context.Context, pool *sql.DB, cache *sync.Map, q string) (*sql.Stmt, error) {

@@ -55,6 +55,9 @@ func (db *DB) CreateTransaction(ctx context.Context, t wallets.Transaction, send
 			ms(x.CreatedAt), nil, nil); err != nil {
 			return err
 		}
+		if err := tx.emitTransaction(ctx, x.ID, ""); err != nil {
+			return err
+		}
 		if err := after(ctx, tx); err != nil {
 			return err
 		}
@@ -107,10 +110,18 @@ func (db *DB) UpdateTransactionStatus(ctx context.Context, t wallets.Transaction
 // updateSent records the progress of a transfer or transaction (table) whose status is not
 // final yet.
 func (db *DB) updateSent(ctx context.Context, table, id, status, reason, fee string, broadcasted, confirmed time.Time) error {
-	_, err := db.exec(ctx, `UPDATE `+table+` SET status = $1, reason = $2, fee = $3, broadcasted_at = $4, confirmed_at = $5
-		WHERE id = $6 AND status NOT IN ('Confirmed', 'Failed')`,
-		status, nullStr(reason), nullStr(fee), optMS(broadcasted, ms(broadcasted)), optMS(confirmed, ms(confirmed)), id)
-	return err
+	return db.Tx(ctx, func(tx *Tx) error {
+		prev, err := tx.sentStatus(ctx, table, id)
+		if err != nil || prev == "" {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET status = $1, reason = $2, fee = $3, broadcasted_at = $4, confirmed_at = $5
+			WHERE id = $6 AND status NOT IN ('Confirmed', 'Failed')`,
+			status, nullStr(reason), nullStr(fee), optMS(broadcasted, ms(broadcasted)), optMS(confirmed, ms(confirmed)), id); err != nil {
+			return err
+		}
+		return tx.emitSent(ctx, table, id, prev)
+	})
 }
 
 // FailAndFill ends the transfer or transaction replaces as Failed with reason, stores the
@@ -121,8 +132,18 @@ func (db *DB) FailAndFill(ctx context.Context, replaces, reason string, f wallet
 	after func(ctx context.Context, tx *Tx) error) error {
 	return mapErr(db.Tx(ctx, func(tx *Tx) error {
 		for _, table := range []string{"transfers", "transactions"} {
+			prev, err := tx.sentStatus(ctx, table, replaces)
+			if err != nil {
+				return err
+			}
+			if prev == "" {
+				continue
+			}
 			if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET status = 'Failed', reason = $1
 				WHERE id = $2 AND status NOT IN ('Confirmed', 'Failed')`, reason, replaces); err != nil {
+				return err
+			}
+			if err := tx.emitSent(ctx, table, replaces, prev); err != nil {
 				return err
 			}
 		}

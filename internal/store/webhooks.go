@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
+	"sync"
 	"time"
 
 	"github.com/countersign/countersign/internal/errs"
@@ -48,7 +51,9 @@ func (db *DB) CreateWebhook(ctx context.Context, w webhooks.Webhook, max int) er
 	if err != nil {
 		return err
 	}
+	defer db.hooks.clear()
 	return db.Tx(ctx, func(tx *Tx) error {
+		db.hooks.clear()
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM webhooks WHERE org_id = $1`, w.OrgID).Scan(&n); err != nil {
 			return err
@@ -89,13 +94,19 @@ func (db *DB) UpdateWebhook(ctx context.Context, w webhooks.Webhook) error {
 	if err != nil {
 		return err
 	}
-	return affected(db.exec(ctx, `UPDATE webhooks SET url = $1, events = $2, description = $3, status = $4, updated_at = $5
-		WHERE id = $6 AND org_id = $7`, w.URL, string(events), nullStr(w.Description), w.Status, ms(w.UpdatedAt), w.ID, w.OrgID))
+	defer db.hooks.clear()
+	return db.Tx(ctx, func(tx *Tx) error {
+		db.hooks.clear()
+		return affected(tx.ExecContext(ctx, `UPDATE webhooks SET url = $1, events = $2, description = $3, status = $4, updated_at = $5
+			WHERE id = $6 AND org_id = $7`, w.URL, string(events), nullStr(w.Description), w.Status, ms(w.UpdatedAt), w.ID, w.OrgID))
+	})
 }
 
 // DeleteWebhook deletes a webhook and its events (their pending jobs then find nothing).
 func (db *DB) DeleteWebhook(ctx context.Context, orgID, id string) error {
+	defer db.hooks.clear()
 	return db.Tx(ctx, func(tx *Tx) error {
+		db.hooks.clear()
 		if err := affected(tx.ExecContext(ctx, `DELETE FROM webhooks WHERE id = $1 AND org_id = $2`, id, orgID)); err != nil {
 			return err
 		}
@@ -108,6 +119,24 @@ func (db *DB) DeleteWebhook(ctx context.Context, orgID, id string) error {
 // in tx (so a webhook created after the state change's transaction began is not missed
 // on PostgreSQL's read-committed, and never seen half-made).
 func (db *DB) SubscribedWebhooks(ctx context.Context, tx *Tx, orgID, kind string) ([]webhooks.Webhook, error) {
+	all, ok := db.hooks.get(orgID)
+	if !ok {
+		var err error
+		if all, err = enabledWebhooks(ctx, tx, orgID); err != nil {
+			return nil, err
+		}
+		db.hooks.put(orgID, all)
+	}
+	var out []webhooks.Webhook
+	for _, w := range all {
+		if w.Subscribed(kind) {
+			out = append(out, w)
+		}
+	}
+	return out, nil
+}
+
+func enabledWebhooks(ctx context.Context, tx *Tx, orgID string) ([]webhooks.Webhook, error) {
 	ctx, stx := tx.SQL(ctx)
 	rows, err := stx.QueryContext(ctx, `SELECT `+webhookCols+` FROM webhooks WHERE org_id = $1 AND status = 'Enabled'`, orgID)
 	if err != nil {
@@ -120,11 +149,53 @@ func (db *DB) SubscribedWebhooks(ctx context.Context, tx *Tx, orgID, kind string
 		if err := scanWebhook(rows, &w); err != nil {
 			return nil, err
 		}
-		if w.Subscribed(kind) {
-			out = append(out, w)
-		}
+		out = append(out, w)
 	}
 	return out, rows.Err()
+}
+
+// hookCache keeps each organization's enabled webhooks in memory on SQLite, where this
+// process is the only writer and every write, the emitting ones included, runs on one
+// connection in order: a state change then pays no read to learn that nobody listens.
+// Webhook writes clear it inside their transaction and again after it (commit or not),
+// and a failed group commit clears it too, so it never outlives what the database holds.
+// PostgreSQL has no cache: other nodes change webhooks there.
+type hookCache struct {
+	mu sync.Mutex
+	m  map[string][]webhooks.Webhook
+}
+
+func newHookCache() *hookCache { return &hookCache{m: map[string][]webhooks.Webhook{}} }
+
+func (c *hookCache) get(orgID string) ([]webhooks.Webhook, bool) {
+	if c == nil {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ws, ok := c.m[orgID]
+	return ws, ok
+}
+
+func (c *hookCache) put(orgID string, ws []webhooks.Webhook) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= 10_000 {
+		clear(c.m)
+	}
+	c.m[orgID] = ws
+}
+
+func (c *hookCache) clear() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	clear(c.m)
+	c.mu.Unlock()
 }
 
 const eventCols = `id, org_id, webhook_id, kind, data, event_date, delivery_attempt, COALESCE(retry_of, ''),
@@ -313,4 +384,48 @@ func (t *Tx) emitTransfer(ctx context.Context, id, prev string) error {
 		return t.Emit(ctx, x.OrgID, kind, x)
 	}
 	return nil
+}
+
+// transactionKinds are the events of a broadcast request entering a status.
+var transactionKinds = map[string]string{
+	wallets.Pending: webhooks.TransactionRequested, wallets.Broadcasted: webhooks.TransactionBroadcast,
+	wallets.Confirmed: webhooks.TransactionConfirmed, wallets.Failed: webhooks.TransactionFailed,
+}
+
+// emitTransaction emits the event of broadcast request id entering its current status in
+// tx, unless it was in that status already (prev).
+func (t *Tx) emitTransaction(ctx context.Context, id, prev string) error {
+	var x wallets.Transaction
+	if err := scanTransaction(t.QueryRowContext(ctx, `SELECT `+transactionCols+` FROM transactions WHERE id = $1`, id), &x); err != nil {
+		return err
+	}
+	if kind, ok := transactionKinds[x.Status]; ok && x.Status != prev {
+		return t.Emit(ctx, x.OrgID, kind, x)
+	}
+	return nil
+}
+
+// emitSent emits the status event of a row of transfers or transactions (the two tables
+// the broadcast job moves on).
+func (t *Tx) emitSent(ctx context.Context, table, id, prev string) error {
+	if table == "transactions" {
+		return t.emitTransaction(ctx, id, prev)
+	}
+	return t.emitTransfer(ctx, id, prev)
+}
+
+// sentStatus reads the status of id in table ("" when it has no row there).
+func (t *Tx) sentStatus(ctx context.Context, table, id string) (string, error) {
+	var st string
+	err := t.QueryRowContext(ctx, `SELECT status FROM `+table+` WHERE id = $1`, id).Scan(&st)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return st, err
+}
+
+// EmitIncoming reports a transfer the indexer found coming into a wallet (the
+// wallet.blockchainevent.detected event); the app installs it as the history hook.
+func EmitIncoming(ctx context.Context, tx *Tx, e wallets.HistoryEvent) error {
+	return tx.Emit(ctx, e.OrgID, webhooks.BlockchainEventDetect, e.Item())
 }
