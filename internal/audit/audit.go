@@ -23,6 +23,7 @@ type Entry struct {
 	TokenID        string
 	CredentialUUID string
 	CredentialID   string
+	CredentialKind string // Key or Fido2: the credential that signed
 	UserActionID   string
 	Method         string
 	Path           string

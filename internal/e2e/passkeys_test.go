@@ -606,6 +606,19 @@ func TestPasskeyUserActions(t *testing.T) {
 		if cred.Kind != "Key" || cred.CredentialID != "second-key" || !cred.IsActive {
 			t.Fatalf("new credential: %s", body)
 		}
+		// The audit log names the passkey as the credential that signed.
+		st, body = call(t, n, "GET", "/auth/action/logs?limit=1", admin.Token, nil)
+		checkStatus(t, "audit log", st, body, 200)
+		var logs struct {
+			Items []struct {
+				Path                  string         `json:"path"`
+				FirstFactorCredential map[string]any `json:"firstFactorCredential"`
+			} `json:"items"`
+		}
+		decodeJSON(t, body, &logs)
+		if len(logs.Items) != 1 || logs.Items[0].Path != "/auth/credentials" || logs.Items[0].FirstFactorCredential["kind"] != "Fido2" {
+			t.Fatalf("audit entry of the passkey-signed request: %s", body)
+		}
 
 		// The Key credential signs user actions of the session too.
 		kch := p.actionInit(t, "PUT", "/auth/credentials/deactivate", []byte(`{}`))

@@ -108,12 +108,16 @@ type auditJSON struct {
 }
 
 func toAudit(e audit.Entry) auditJSON {
+	kind := e.CredentialKind
+	if kind == "" { // the credential row is gone
+		kind = "Key"
+	}
 	out := auditJSON{
 		ID: e.ID, Action: e.Method + " " + e.Path, ActionToken: e.UserActionID, UserID: e.UserID,
 		Username: e.Username, TokenID: e.TokenID, DatePerformed: jsTime(e.CreatedAt), Method: e.Method,
 		Path: e.Path, BodyHash: e.BodyHash, Status: e.Status,
 		FirstFactorCredential: map[string]any{
-			"kind":           "Key",
+			"kind":           kind,
 			"credentialUuid": e.CredentialUUID,
 			"credentialId":   e.CredentialID,
 			"clientData":     base64.RawURLEncoding.EncodeToString(e.ClientData),

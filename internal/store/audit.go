@@ -18,14 +18,14 @@ func (db *DB) FinishAudit(ctx context.Context, id string, status int, now time.T
 
 const finishAuditSQL = `UPDATE audit_log SET status = $1, finished_at = $2 WHERE id = $3`
 
-const auditCols = `a.id, a.org_id, a.user_id, COALESCE(u.username, ''), a.token_id, a.credential_uuid, COALESCE(c.cred_id, ''),
+const auditCols = `a.id, a.org_id, a.user_id, COALESCE(u.username, ''), a.token_id, a.credential_uuid, COALESCE(c.cred_id, ''), COALESCE(c.kind, ''),
 	a.user_action_id, a.method, a.path, a.body_hash, a.client_data, a.signature, a.status, a.created_at, COALESCE(a.finished_at, 0)`
 
 const auditFrom = ` FROM audit_log a LEFT JOIN users u ON u.id = a.user_id LEFT JOIN credentials c ON c.uuid = a.credential_uuid`
 
 func scanAudit(s scanner, e *audit.Entry) error {
 	var c, f int64
-	if err := s.Scan(&e.ID, &e.OrgID, &e.UserID, &e.Username, &e.TokenID, &e.CredentialUUID, &e.CredentialID,
+	if err := s.Scan(&e.ID, &e.OrgID, &e.UserID, &e.Username, &e.TokenID, &e.CredentialUUID, &e.CredentialID, &e.CredentialKind,
 		&e.UserActionID, &e.Method, &e.Path, &e.BodyHash, &e.ClientData, &e.Signature, &e.Status, &c, &f); err != nil {
 		return err
 	}

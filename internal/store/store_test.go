@@ -820,7 +820,7 @@ func TestUserActionLifecycle(t *testing.T) {
 
 		entry := audit.Entry{
 			ID: m.AuditID, OrgID: f.org.ID, UserID: f.sa.User.ID, Username: f.sa.User.Username, TokenID: f.tok.ID,
-			CredentialUUID: f.tok.Credential.UUID, CredentialID: f.tok.Credential.CredID, UserActionID: a.ID,
+			CredentialUUID: f.tok.Credential.UUID, CredentialID: f.tok.Credential.CredID, CredentialKind: f.tok.Credential.Kind, UserActionID: a.ID,
 			Method: a.Method, Path: a.Path, BodyHash: m.BodyHash, ClientData: s.ClientData, Signature: s.Signature,
 			Status: 0, CreatedAt: m.Now,
 		}
