@@ -53,8 +53,15 @@ func (db *DB) CreateKey(ctx context.Context, k keys.Key) error {
 
 // GetKey returns a key of the organization.
 func (db *DB) GetKey(ctx context.Context, orgID, id string) (keys.Key, error) {
-	var k keys.Key
+	ck := orgID + "/" + id
+	k, g, ok := db.keyc.get(ck)
+	if ok {
+		return k, nil
+	}
 	err := scanKey(db.queryRow(ctx, `SELECT `+keyCols+` FROM keys k WHERE k.id = $1 AND k.org_id = $2`, id, orgID), &k)
+	if err == nil {
+		db.keyc.put(ck, g, k)
+	}
 	return k, mapErr(err)
 }
 
@@ -77,11 +84,13 @@ func (db *DB) ListKeys(ctx context.Context, orgID string, page keys.Page) ([]key
 
 // UpdateKey renames a key.
 func (db *DB) UpdateKey(ctx context.Context, orgID, id, name string, now time.Time) error {
+	defer db.keyc.invalidate()
 	return affected(db.exec(ctx, `UPDATE keys SET name = $1, updated_at = $2 WHERE id = $3 AND org_id = $4`, nullStr(name), ms(now), id, orgID))
 }
 
 // ArchiveKey archives a key and every wallet on it.
 func (db *DB) ArchiveKey(ctx context.Context, orgID, id string, now time.Time) error {
+	defer db.keyc.invalidate()
 	return db.Tx(ctx, func(tx *Tx) error {
 		if err := affected(tx.ExecContext(ctx, `UPDATE keys SET status = 'Archived', updated_at = $1, deleted_at = $1 WHERE id = $2 AND org_id = $3`,
 			ms(now), id, orgID)); err != nil {
@@ -297,6 +306,7 @@ func (db *DB) ListWalletsOfKey(ctx context.Context, orgID, keyID string) ([]wall
 // DelegateKey hands an active, never delegated key to an end user; the condition is part of
 // the update, so of two racing delegations one gets NotFound (nothing changed).
 func (db *DB) DelegateKey(ctx context.Context, orgID, id, userID string, now time.Time) error {
+	defer db.keyc.invalidate()
 	return db.Tx(ctx, func(tx *Tx) error {
 		err := affected(tx.ExecContext(ctx, `UPDATE keys SET delegated_to = $1, delegated_at = $2, updated_at = $2
 			WHERE id = $3 AND org_id = $4 AND status = 'Active' AND delegated_to IS NULL`, userID, ms(now), id, orgID))

@@ -58,6 +58,7 @@ type DB struct {
 	cache  *authCache  // SQLite only
 	chal   *challenges // SQLite only: pending user action challenges
 	hooks  *hookCache  // SQLite only: enabled webhooks per organization
+	keyc   *keyCache   // SQLite only: key rows
 	lock   *os.File    // SQLite only: held exclusively while open
 	// dsn opens more handles on the same database (OpenQueueConns): the PostgreSQL URL, or
 	// the SQLite file URI with its pragmas.
@@ -124,7 +125,7 @@ func Open(ctx context.Context, dsn string, ring *secrets.Ring) (*DB, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
-	db := &DB{Dialect: SQLite, w: w, r: r, ring: ring, cache: newAuthCache(), chal: newChallenges(), hooks: newHookCache(), lock: lock, dsn: base}
+	db := &DB{Dialect: SQLite, w: w, r: r, ring: ring, cache: newAuthCache(), chal: newChallenges(), hooks: newHookCache(), keyc: newKeyCache(), lock: lock, dsn: base}
 	db.batch = newBatcher(db)
 	return db, nil
 }

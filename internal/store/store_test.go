@@ -19,6 +19,7 @@ import (
 	"github.com/countersign/countersign/internal/errs"
 	"github.com/countersign/countersign/internal/identity"
 	"github.com/countersign/countersign/internal/ids"
+	"github.com/countersign/countersign/internal/keys"
 	"github.com/countersign/countersign/internal/secrets"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testutil"
@@ -1253,6 +1254,65 @@ func TestAuditPiggyback(t *testing.T) {
 		}
 		if e, _ := db.GetAudit(ctx, f.org.ID, m.AuditID); e.Status != 409 {
 			t.Fatalf("FinishAudit after the piggyback: status %d", e.Status)
+		}
+	})
+}
+
+// TestKeyReadsFollowWrites: a key read again after each kind of key write (rename,
+// delegation, archive) is the written row, never a cached copy of the one before.
+func TestKeyReadsFollowWrites(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		ctx := t.Context()
+		db := newDB(t, e)
+		f := seed(t, db)
+		at := now()
+		k := keys.Key{ID: ids.NewAt("key", at), OrgID: f.org.ID, Scheme: "EdDSA", Curve: "ed25519", PublicKey: []byte{1},
+			Sealed: []byte{2}, Name: "first", Status: "Active", CreatedAt: at, UpdatedAt: at}
+		if err := db.CreateKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		get := func(what string) keys.Key {
+			t.Helper()
+			got, err := db.GetKey(ctx, f.org.ID, k.ID)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			return got
+		}
+		if got := get("created"); got.Name != "first" {
+			t.Fatalf("created key: %+v", got)
+		}
+		get("again") // a second read may come from memory
+		if err := db.UpdateKey(ctx, f.org.ID, k.ID, "second", at.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if got := get("renamed"); got.Name != "second" {
+			t.Fatalf("after rename: %q", got.Name)
+		}
+		u := newUser(f.org.ID, "end@example.co", false, at)
+		u.Kind = "EndUser"
+		if err := db.Tx(ctx, func(tx *store.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO users (id, org_id, username, name, kind, is_service_account, status,
+				is_registered, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,0,'Active',1,$6,$6)`,
+				u.ID, u.OrgID, u.Username, u.Name, u.Kind, at.UnixMilli())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.DelegateKey(ctx, f.org.ID, k.ID, u.ID, at.Add(2*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if got := get("delegated"); got.DelegatedTo != u.ID {
+			t.Fatalf("after delegation: %+v", got)
+		}
+		if err := db.ArchiveKey(ctx, f.org.ID, k.ID, at.Add(3*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if got := get("archived"); got.Status != "Archived" {
+			t.Fatalf("after archive: %+v", got)
+		}
+		if _, err := db.GetKey(ctx, "or-other", k.ID); !errs.Is(err, errs.NotFound) {
+			t.Fatalf("another organization's read = %v", err)
 		}
 	})
 }
