@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -42,44 +40,7 @@ type btcsolSig struct {
 // walletTablesDigest digests the rows a refused wallet request must leave alone (the user
 // action it consumed and its audit entry are recorded on purpose).
 func walletTablesDigest(t testing.TB, n *apptest.Node) string {
-	t.Helper()
-	dsn := n.App.Cfg.DSN()
-	var db *sql.DB
-	var err error
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		db, err = sql.Open("pgx", dsn)
-	} else {
-		db, err = sql.Open("sqlite", "file:"+dsn+"?mode=ro")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	h := sha256.New()
-	for _, tbl := range []string{"keys", "wallets", "signature_requests", "transfers", "evm_nonces"} {
-		rows, err := db.QueryContext(t.Context(), `SELECT * FROM `+tbl+` ORDER BY 1`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cols, _ := rows.Columns()
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		fmt.Fprintf(h, "table %s\n", tbl)
-		for rows.Next() {
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(h, "%v\n", vals)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		rows.Close()
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
+	return tablesDigest(t, n, "keys", "wallets", "signature_requests", "transfers", "evm_nonces")
 }
 
 // p2wpkhPSBT builds a PSBT spending a P2WPKH output of pub (witness UTXO given), paying

@@ -8,11 +8,9 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"net/http"
 	"os"
 	"slices"
@@ -306,46 +304,17 @@ func snapshot(t testing.TB, n *apptest.Node) string {
 // user action it consumed and its audit entry are recorded on purpose.
 var entityTables = []string{"orgs", "bootstrap", "users", "credentials", "access_tokens", "server_keys"}
 
-// entityDigest digests every row of entityTables through a connection of its own.
-func entityDigest(t testing.TB, n *apptest.Node) string {
+// entityDigest digests every row of entityTables.
+func entityDigest(t testing.TB, n *apptest.Node) string { return tablesDigest(t, n, entityTables...) }
+
+// tablesDigest digests every row of the named tables.
+func tablesDigest(t testing.TB, n *apptest.Node, tables ...string) string {
 	t.Helper()
-	dsn := n.App.Cfg.DSN()
-	var db *sql.DB
-	var err error
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		db, err = sql.Open("pgx", dsn)
-	} else {
-		db, err = sql.Open("sqlite", "file:"+dsn+"?mode=ro")
-	}
+	s, err := n.App.DB.SnapshotOf(t.Context(), tables...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	h := sha256.New()
-	for _, tbl := range entityTables {
-		rows, err := db.QueryContext(t.Context(), `SELECT * FROM `+tbl+` ORDER BY 1`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cols, _ := rows.Columns()
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		fmt.Fprintf(h, "table %s\n", tbl)
-		for rows.Next() {
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(h, "%v\n", vals)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		rows.Close()
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
+	return s
 }
 
 // auditEntry is an entry of GET /auth/action/logs.
