@@ -60,15 +60,7 @@ func (s *Server) listTransactions(r *http.Request, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := struct {
-		WalletID      string            `json:"walletId"`
-		Items         []transactionJSON `json:"items"`
-		NextPageToken string            `json:"nextPageToken,omitempty"`
-	}{WalletID: walletID, Items: make([]transactionJSON, 0, len(ts)), NextPageToken: next}
-	for _, t := range ts {
-		out.Items = append(out.Items, toTransaction(t))
-	}
-	return out, nil
+	return toWalletItems(walletID, ts, next, toTransaction), nil
 }
 
 func (s *Server) getTransaction(r *http.Request, c *call) (any, error) {

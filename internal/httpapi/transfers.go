@@ -69,15 +69,22 @@ func (s *Server) listTransfers(r *http.Request, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := struct {
-		WalletID      string         `json:"walletId"`
-		Items         []transferJSON `json:"items"`
-		NextPageToken string         `json:"nextPageToken,omitempty"`
-	}{WalletID: walletID, Items: make([]transferJSON, 0, len(ts)), NextPageToken: next}
+	return toWalletItems(walletID, ts, next, toTransfer), nil
+}
+
+// walletItems is the answer of a wallet's list endpoints.
+type walletItems[J any] struct {
+	WalletID      string `json:"walletId"`
+	Items         []J    `json:"items"`
+	NextPageToken string `json:"nextPageToken,omitempty"`
+}
+
+func toWalletItems[T, J any](walletID string, ts []T, next string, conv func(T) J) walletItems[J] {
+	out := walletItems[J]{WalletID: walletID, Items: make([]J, 0, len(ts)), NextPageToken: next}
 	for _, t := range ts {
-		out.Items = append(out.Items, toTransfer(t))
+		out.Items = append(out.Items, conv(t))
 	}
-	return out, nil
+	return out
 }
 
 func (s *Server) getTransfer(r *http.Request, c *call) (any, error) {
