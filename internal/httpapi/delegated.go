@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 
+	"github.com/countersign/countersign/internal/auth"
 	"github.com/countersign/countersign/internal/identity"
 	"github.com/countersign/countersign/internal/keys"
 	"github.com/countersign/countersign/internal/users"
@@ -52,8 +53,8 @@ func (s *Server) registerEndUser(r *http.Request, c *call) (any, error) {
 	if err := decode(c.body, &req); err != nil {
 		return nil, err
 	}
-	reg, err := s.Users.RegisterEndUser(r.Context(), tok, req.RegisterRequest, func() error {
-		return wallets.CheckNewWallets(req.Wallets)
+	reg, err := s.Users.RegisterEndUser(r.Context(), tok, req.RegisterRequest, func(p auth.Principal) ([]wallets.Wallet, error) {
+		return s.Wallets.PrepareEndUserWallets(p, req.Wallets) // the new end user's own, so delegated to them
 	})
 	if err != nil {
 		return nil, err
@@ -66,12 +67,7 @@ func (s *Server) registerEndUser(r *http.Request, c *call) (any, error) {
 		Wallets []walletJSON `json:"wallets"`
 	}{registeredJSON: toRegistered(reg.Registered), Wallets: []walletJSON{}}
 	out.Authentication.Token = reg.Token
-	// The wallets are the new end user's own: created as them, so delegated to them.
-	for _, wr := range req.Wallets {
-		w, err := s.Wallets.Create(r.Context(), reg.Principal, wallets.CreateRequest{Network: wr.Network, Name: wr.Name})
-		if err != nil {
-			return nil, err // checked beforehand, so only the database can fail here
-		}
+	for _, w := range reg.Wallets {
 		out.Wallets = append(out.Wallets, toWallet(w))
 	}
 	return out, nil

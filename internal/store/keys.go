@@ -220,21 +220,24 @@ func (db *DB) CreateWallet(ctx context.Context, w wallets.Wallet, newKey bool) e
 	if err != nil {
 		return err
 	}
-	return db.Tx(ctx, func(tx *Tx) error {
-		if newKey {
-			if err := insertKey(ctx, tx, w.Key); err != nil {
-				return err
-			}
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO wallets (id, org_id, network, address, key_id, name, status, external_id,
-			tags, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
-			w.ID, w.OrgID, w.Network, nullStr(w.Address), w.Key.ID, nullStr(w.Name), w.Status, nullStr(w.ExternalID),
-			string(tags), ms(w.CreatedAt), ms(w.UpdatedAt))
-		if err != nil {
+	return db.Tx(ctx, func(tx *Tx) error { return insertWallet(ctx, tx, w, newKey, tags) })
+}
+
+// insertWallet writes a wallet (and its new key) and their webhook events in tx.
+func insertWallet(ctx context.Context, tx *Tx, w wallets.Wallet, newKey bool, tags []byte) error {
+	if newKey {
+		if err := insertKey(ctx, tx, w.Key); err != nil {
 			return err
 		}
-		return tx.Emit(ctx, w.OrgID, webhooks.WalletCreated, w)
-	})
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO wallets (id, org_id, network, address, key_id, name, status, external_id,
+		tags, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
+		w.ID, w.OrgID, w.Network, nullStr(w.Address), w.Key.ID, nullStr(w.Name), w.Status, nullStr(w.ExternalID),
+		string(tags), ms(w.CreatedAt), ms(w.UpdatedAt))
+	if err != nil {
+		return err
+	}
+	return tx.Emit(ctx, w.OrgID, webhooks.WalletCreated, w)
 }
 
 // GetWallet returns a wallet of the organization with its key.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/countersign/countersign/internal/auth"
@@ -188,6 +189,16 @@ func (db *DB) Complete(ctx context.Context, ceremonyID string, now time.Time, ch
 			if _, err := tx.ExecContext(ctx, `INSERT INTO access_tokens (id, org_id, user_id, kind, name, credential_uuid,
 				external_id, status, created_at, updated_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,NULL,$7,$8,$9,$10)`,
 				t.ID, t.OrgID, t.UserID, t.Kind, t.Name, t.Credential.UUID, t.Status, ms(t.CreatedAt), ms(t.UpdatedAt), ms(t.ExpiresAt)); err != nil {
+				return err
+			}
+		}
+		// An end user's first wallets, each on a new key, commit with their registration.
+		for _, w := range ch.NewWallets {
+			tags, err := json.Marshal(w.Tags)
+			if err != nil {
+				return err
+			}
+			if err := insertWallet(ctx, tx, w, true, tags); err != nil {
 				return err
 			}
 		}

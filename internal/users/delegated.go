@@ -8,6 +8,7 @@ import (
 	"github.com/countersign/countersign/internal/errs"
 	"github.com/countersign/countersign/internal/identity"
 	"github.com/countersign/countersign/internal/ids"
+	"github.com/countersign/countersign/internal/wallets"
 )
 
 // Delegated flows (dfns-api.md §2.9, §3.2, §3.3): the organization's own server, holding a
@@ -73,15 +74,19 @@ func (s *Service) DelegatedRegistration(ctx context.Context, p auth.Principal, r
 // EndUserRegistered is a completed end-user registration with its login session.
 type EndUserRegistered struct {
 	Registered
-	Token     string
-	Principal auth.Principal // the new user as their token names them, to act for them at once
+	Token   string
+	Wallets []wallets.Wallet // created with the registration, delegated to the user
 }
 
-// RegisterEndUser completes the registration of an end user (POST /auth/registration/enduser)
-// and logs them in. ready runs after every check that needs no write and before the
-// registration is committed, so the caller refuses a bad request (wallets) with nothing
-// changed.
-func (s *Service) RegisterEndUser(ctx context.Context, tempToken string, r RegisterRequest, ready func() error) (EndUserRegistered, error) {
+// RegisterEndUser completes the registration of an end user (POST /auth/registration/enduser),
+// logs them in and creates the wallets prepare returns, all in the one transaction that
+// consumes the registration challenge: a failure anywhere leaves nothing behind and the
+// challenge still usable. prepare receives the new user as their token will name them; it
+// runs after the checks that need no write and before the credentials are verified, so a
+// bad wallet request is refused first, with nothing changed. It must only compute (new
+// keys, addresses): the store writes what it returns.
+func (s *Service) RegisterEndUser(ctx context.Context, tempToken string, r RegisterRequest,
+	prepare func(p auth.Principal) ([]wallets.Wallet, error)) (EndUserRegistered, error) {
 	c, err := s.ceremony(ctx, tempToken, PurposeRegistration)
 	if err != nil {
 		return EndUserRegistered{}, err
@@ -93,22 +98,29 @@ func (s *Service) RegisterEndUser(ctx context.Context, tempToken string, r Regis
 	if u.Kind != identity.EndUser {
 		return EndUserRegistered{}, errs.E(errs.Invalid, "only end users register here; employees use /auth/registration", nil)
 	}
-	if ready != nil {
-		if err := ready(); err != nil {
+	p := auth.Principal{OrgID: u.OrgID, UserID: u.ID, Username: u.Username, UserKind: u.Kind, TokenKind: auth.KindUser}
+	var ws []wallets.Wallet
+	if prepare != nil {
+		if ws, err = prepare(p); err != nil {
 			return EndUserRegistered{}, err
 		}
 	}
-	reg, err := s.Register(ctx, tempToken, r)
+	if u.Status != identity.Active {
+		return EndUserRegistered{}, errs.E(errs.Invalid, "User account has been deactivated.", nil)
+	}
+	creds, err := s.verifyFactors(r, c.Challenge, u)
 	if err != nil {
 		return EndUserRegistered{}, err
 	}
-	tok, err := s.Session(ctx, reg.User, reg.Credential.Credential)
+	u.IsRegistered = true
+	sess, secret, err := s.session(u, creds[0].Credential)
 	if err != nil {
 		return EndUserRegistered{}, err
 	}
-	return EndUserRegistered{Registered: reg, Token: tok, Principal: auth.Principal{
-		OrgID: u.OrgID, UserID: u.ID, Username: u.Username, UserKind: u.Kind, TokenKind: auth.KindUser,
-	}}, nil
+	if err := s.complete(ctx, c, Change{RegisterUser: u.ID, NewCredentials: creds, Session: &sess, NewWallets: ws}); err != nil {
+		return EndUserRegistered{}, err
+	}
+	return EndUserRegistered{Registered: Registered{User: u, Credential: creds[0]}, Token: secret, Wallets: ws}, nil
 }
 
 // DelegatedLoginRequest is the body of POST /auth/login/delegated.

@@ -31,6 +31,7 @@ import (
 	"github.com/countersign/countersign/internal/identity"
 	"github.com/countersign/countersign/internal/ids"
 	"github.com/countersign/countersign/internal/notify"
+	"github.com/countersign/countersign/internal/wallets"
 )
 
 // Credential kinds besides identity.CredKey and identity.CredFido.
@@ -103,7 +104,10 @@ type Change struct {
 	RetireUser     string // archive every credential and token of this user (recovery)
 	NewCredentials []Credential
 	Counter        *CounterUpdate
-	Session        *identity.AccessToken // a login session row (its credential exists already)
+	Session        *identity.AccessToken // a login session row (its credential exists already or is in NewCredentials)
+	// NewWallets are an end user's first wallets, each with its new key (delegated to them),
+	// written after everything else so a registration and its wallets commit together.
+	NewWallets []wallets.Wallet
 }
 
 // Store is the persistence of people, their credentials, ceremonies and codes.

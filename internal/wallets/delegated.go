@@ -1,8 +1,12 @@
 package wallets
 
 import (
+	"time"
+
+	"github.com/countersign/countersign/internal/auth"
 	"github.com/countersign/countersign/internal/chains/evm"
 	"github.com/countersign/countersign/internal/errs"
+	"github.com/countersign/countersign/internal/ids"
 	"github.com/countersign/countersign/internal/keys"
 )
 
@@ -30,4 +34,34 @@ func CheckNewWallets(rs []CreateRequest) error {
 		}
 	}
 	return nil
+}
+
+// PrepareEndUserWallets checks the wallets an end-user registration asks for and builds
+// them as Create would for the end user p (each on a new key, delegated to p), without
+// writing: key generation and sealing stay outside the registration's transaction, which
+// stores the result (users.Change.NewWallets) with the registration or not at all.
+func (s *Service) PrepareEndUserWallets(p auth.Principal, rs []CreateRequest) ([]Wallet, error) {
+	if err := CheckNewWallets(rs); err != nil {
+		return nil, err
+	}
+	out := make([]Wallet, 0, len(rs))
+	for _, r := range rs {
+		net, ok := keys.LookupNetwork(r.Network)
+		if !ok {
+			return nil, errs.Ef(errs.Invalid, "network %q is not supported", r.Network)
+		}
+		k, err := s.keys.NewKey(p.OrgID, net.Scheme, net.Curve, r.Name)
+		if err != nil {
+			return nil, err
+		}
+		k.DelegatedTo, k.DelegatedAt = p.UserID, k.CreatedAt
+		addr, err := net.Address(k.PublicKey)
+		if err != nil {
+			return nil, errs.E(errs.Internal, "could not derive the address", err)
+		}
+		now := s.now().UTC().Truncate(time.Millisecond)
+		out = append(out, Wallet{ID: ids.NewAt("wa", now), OrgID: p.OrgID, Network: r.Network, Name: r.Name, Status: Active,
+			Address: addr, Key: k, Tags: []string{}, CreatedAt: now, UpdatedAt: now})
+	}
+	return out, nil
 }
