@@ -540,32 +540,51 @@ func pageOf[T any](page keys.Page, list func(keys.Page) ([]T, error), id func(T)
 
 // GetTransaction returns a broadcast request of a wallet of the caller's organization.
 func (s *Service) GetTransaction(ctx context.Context, p auth.Principal, walletID, id string) (Transaction, error) {
-	if _, err := s.Get(ctx, p, walletID); err != nil {
-		return Transaction{}, err
-	}
-	if s.txs == nil {
-		return Transaction{}, errs.E(errs.NotFound, "transaction not found", nil)
-	}
-	t, err := s.txs.GetTransaction(ctx, p.OrgID, id)
-	if err == nil && t.WalletID != walletID {
-		err = errs.E(errs.NotFound, "not found", nil)
-	}
-	if errs.Is(err, errs.NotFound) {
-		return Transaction{}, errs.E(errs.NotFound, "transaction not found", err)
-	}
-	return t, err
+	return walletItem(ctx, s, p, walletID, "transaction", s.txs != nil,
+		func() (Transaction, error) { return s.txs.GetTransaction(ctx, p.OrgID, id) },
+		func(t Transaction) string { return t.WalletID })
 }
 
 // ListTransactions returns a page of a wallet's broadcast requests, newest first.
 func (s *Service) ListTransactions(ctx context.Context, p auth.Principal, walletID string, page keys.Page) ([]Transaction, string, error) {
+	return walletItems(ctx, s, p, walletID, page, s.txs != nil,
+		func(pg keys.Page) ([]Transaction, error) { return s.txs.ListTransactions(ctx, p.OrgID, walletID, pg) },
+		func(t Transaction) string { return t.ID })
+}
+
+// walletItem reads one request (a transfer, a transaction) of a wallet the caller can see;
+// what names it in errors, wired says whether its store is attached, walletOf whose it is.
+// A request of another wallet is not found, as one of another organization.
+func walletItem[T any](ctx context.Context, s *Service, p auth.Principal, walletID, what string, wired bool,
+	load func() (T, error), walletOf func(T) string) (T, error) {
+	var zero T
+	if _, err := s.Get(ctx, p, walletID); err != nil {
+		return zero, err
+	}
+	if !wired {
+		return zero, errs.E(errs.NotFound, what+" not found", nil)
+	}
+	t, err := load()
+	if err == nil && walletOf(t) != walletID {
+		err = errs.E(errs.NotFound, "not found", nil)
+	}
+	if errs.Is(err, errs.NotFound) {
+		return zero, errs.E(errs.NotFound, what+" not found", err)
+	}
+	return t, err
+}
+
+// walletItems reads a page of a wallet's requests, newest first, for a caller who can see
+// the wallet.
+func walletItems[T any](ctx context.Context, s *Service, p auth.Principal, walletID string, page keys.Page, wired bool,
+	list func(keys.Page) ([]T, error), id func(T) string) ([]T, string, error) {
 	if _, err := s.Get(ctx, p, walletID); err != nil {
 		return nil, "", err
 	}
-	if s.txs == nil {
-		return []Transaction{}, "", nil
+	if !wired {
+		return []T{}, "", nil
 	}
-	return pageOf(page, func(pg keys.Page) ([]Transaction, error) { return s.txs.ListTransactions(ctx, p.OrgID, walletID, pg) },
-		func(t Transaction) string { return t.ID })
+	return pageOf(page, list, id)
 }
 
 // AdvanceTransaction moves a broadcast request on, like Advance does a transfer.

@@ -264,31 +264,15 @@ func replayTransfer(prev Transfer, walletID string, body []byte) (Transfer, erro
 
 // GetTransfer returns a transfer of a wallet of the caller's organization.
 func (s *Service) GetTransfer(ctx context.Context, p auth.Principal, walletID, id string) (Transfer, error) {
-	if _, err := s.Get(ctx, p, walletID); err != nil {
-		return Transfer{}, err
-	}
-	if s.transfers == nil {
-		return Transfer{}, errs.E(errs.NotFound, "transfer not found", nil)
-	}
-	t, err := s.transfers.GetTransfer(ctx, p.OrgID, id)
-	if err == nil && t.WalletID != walletID {
-		err = errs.E(errs.NotFound, "not found", nil)
-	}
-	if errs.Is(err, errs.NotFound) {
-		return Transfer{}, errs.E(errs.NotFound, "transfer not found", err)
-	}
-	return t, err
+	return walletItem(ctx, s, p, walletID, "transfer", s.transfers != nil,
+		func() (Transfer, error) { return s.transfers.GetTransfer(ctx, p.OrgID, id) },
+		func(t Transfer) string { return t.WalletID })
 }
 
 // ListTransfers returns a page of a wallet's transfers, newest first.
 func (s *Service) ListTransfers(ctx context.Context, p auth.Principal, walletID string, page keys.Page) ([]Transfer, string, error) {
-	if _, err := s.Get(ctx, p, walletID); err != nil {
-		return nil, "", err
-	}
-	if s.transfers == nil {
-		return []Transfer{}, "", nil
-	}
-	return pageOf(page, func(pg keys.Page) ([]Transfer, error) { return s.transfers.ListTransfers(ctx, p.OrgID, walletID, pg) },
+	return walletItems(ctx, s, p, walletID, page, s.transfers != nil,
+		func(pg keys.Page) ([]Transfer, error) { return s.transfers.ListTransfers(ctx, p.OrgID, walletID, pg) },
 		func(t Transfer) string { return t.ID })
 }
 
