@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/countersign/countersign/client"
 	"github.com/countersign/countersign/internal/app/apptest"
-	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testutil"
 )
 
@@ -105,20 +103,10 @@ func listIDs(t testing.TB, n *apptest.Node, token, path string) []string {
 	return ids
 }
 
-// domainSnapshot digests every table but the user-action bookkeeping that a signed request
-// writes whatever its outcome (the consumed action, its audit entry and the passkey
-// counter) and the chain indexer's tables, which its background job writes as blocks come.
+// domainSnapshot is snapshot without the user-action bookkeeping that a signed request
+// writes whatever its outcome: the consumed action, its audit entry and the passkey counter.
 func domainSnapshot(t testing.TB, n *apptest.Node) string {
-	t.Helper()
-	tables := slices.DeleteFunc(store.SnapshotTables(), func(s string) bool {
-		return s == "user_actions" || s == "audit_log" || s == "credential_details" ||
-			s == "chain_cursors" || s == "wallet_history"
-	})
-	s, err := n.App.DB.SnapshotOf(t.Context(), tables...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return snapshotExcept(t, n, "user_actions", "audit_log", "credential_details")
 }
 
 // signedRefusal sends a request with a valid user action (ua, of the same caller) and

@@ -62,14 +62,7 @@ func TestWalletHistory(t *testing.T) {
 		ctx := context.Background()
 		c := n.Admin
 		const network = "BaseSepolia"
-		newWallet := func() walletResp {
-			t.Helper()
-			var w walletResp
-			if err := c.Do(ctx, http.MethodPost, "/wallets", map[string]any{"network": network}, &w); err != nil {
-				t.Fatal(err)
-			}
-			return w
-		}
+		newWallet := func() walletResp { return createWallet(t, c, network) }
 		var info struct {
 			Token struct {
 				Contract string `json:"contract"`

@@ -114,14 +114,7 @@ func TestTransactions(t *testing.T) {
 		ctx := context.Background()
 		c := n.Admin
 		const network = "BaseSepolia"
-		newWallet := func() walletResp {
-			t.Helper()
-			var w walletResp
-			if err := c.Do(ctx, http.MethodPost, "/wallets", map[string]any{"network": network}, &w); err != nil {
-				t.Fatal(err)
-			}
-			return w
-		}
+		newWallet := func() walletResp { return createWallet(t, c, network) }
 		backend, err := n.App.Chains.Get(ctx, network)
 		if err != nil {
 			t.Fatal(err)

@@ -49,20 +49,23 @@ type transferList struct {
 	NextPageToken string         `json:"nextPageToken"`
 }
 
+// createWallet creates a wallet of the admin's organization on network.
+func createWallet(t testing.TB, c *client.Client, network string) walletResp {
+	t.Helper()
+	var w walletResp
+	if err := c.Do(context.Background(), http.MethodPost, "/wallets", map[string]any{"network": network}, &w); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 func TestTransfers(t *testing.T) {
 	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
 		n := apptest.Start(t, e, apptest.Options{})
 		ctx := context.Background()
 		c := n.Admin
 		const network = "BaseSepolia"
-		newWallet := func() walletResp {
-			t.Helper()
-			var w walletResp
-			if err := c.Do(ctx, http.MethodPost, "/wallets", map[string]any{"network": network}, &w); err != nil {
-				t.Fatal(err)
-			}
-			return w
-		}
+		newWallet := func() walletResp { return createWallet(t, c, network) }
 		balances := func(id string) (native, token *big.Int) {
 			t.Helper()
 			var as assetsResp

@@ -290,14 +290,13 @@ func jwtAppMetadata(t testing.TB, token string) map[string]string {
 
 // snapshot digests every row of the node's database but the chain indexer's, which its
 // background job writes whenever blocks come (a faucet call minutes before, say).
-func snapshot(t testing.TB, n *apptest.Node) string {
+func snapshot(t testing.TB, n *apptest.Node) string { return snapshotExcept(t, n) }
+
+// snapshotExcept is snapshot without the named tables too.
+func snapshotExcept(t testing.TB, n *apptest.Node, skip ...string) string {
 	t.Helper()
-	tables := slices.DeleteFunc(store.SnapshotTables(), func(s string) bool { return s == "chain_cursors" || s == "wallet_history" })
-	s, err := n.App.DB.SnapshotOf(t.Context(), tables...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	skip = append(skip, "chain_cursors", "wallet_history")
+	return tablesDigest(t, n, slices.DeleteFunc(store.SnapshotTables(), func(s string) bool { return slices.Contains(skip, s) })...)
 }
 
 // entityTables are the tables that a request refused by its handler must leave alone; the
