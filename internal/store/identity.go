@@ -338,7 +338,7 @@ func (db *DB) SetAccessTokenStatus(ctx context.Context, orgID, tokenID, status s
 func (db *DB) TokenState(ctx context.Context, tokenID string) (auth.TokenState, error) {
 	var g uint64
 	if db.cache != nil {
-		st, gen, ok := db.cache.token(tokenID)
+		st, gen, ok := db.cache.tokens.get(tokenID)
 		if ok {
 			return st, nil
 		}
@@ -346,7 +346,7 @@ func (db *DB) TokenState(ctx context.Context, tokenID string) (auth.TokenState, 
 	}
 	st, err := db.tokenState(ctx, tokenID)
 	if err == nil && db.cache != nil {
-		db.cache.putToken(tokenID, g, st)
+		db.cache.tokens.put(tokenID, g, st)
 	}
 	return st, err
 }

@@ -1,53 +1,35 @@
 package store
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"github.com/countersign/countersign/internal/keys"
 )
 
-// keyCache keeps key rows in memory on SQLite, where this process is the only writer: a
-// signature request then reads no row to find its key. Like authCache, an entry is good
-// only for the generation read before its query, and every write to a key bumps the
-// generation after it commits, so a read racing a write never keeps a stale row.
-// PostgreSQL has no cache: other nodes write there too.
+// keyCache keeps key rows in memory on SQLite (see genCache): a signature request then
+// reads no row to find its key. Every write to a key bumps the generation after it commits.
 type keyCache struct {
-	gen atomic.Uint64
-	mu  sync.RWMutex
-	m   map[string]keyEntry
+	gen  atomic.Uint64
+	rows *genCache[keys.Key]
 }
 
-type keyEntry struct {
-	gen uint64
-	k   keys.Key
+func newKeyCache() *keyCache {
+	c := &keyCache{}
+	c.rows = newGenCache[keys.Key](&c.gen)
+	return c
 }
-
-const maxKeyCache = 50_000
-
-func newKeyCache() *keyCache { return &keyCache{m: map[string]keyEntry{}} }
 
 func (c *keyCache) get(id string) (keys.Key, uint64, bool) {
 	if c == nil {
 		return keys.Key{}, 0, false
 	}
-	g := c.gen.Load()
-	c.mu.RLock()
-	e, ok := c.m[id]
-	c.mu.RUnlock()
-	return e.k, g, ok && e.gen == g
+	return c.rows.get(id)
 }
 
 func (c *keyCache) put(id string, g uint64, k keys.Key) {
-	if c == nil {
-		return
+	if c != nil {
+		c.rows.put(id, g, k)
 	}
-	c.mu.Lock()
-	if len(c.m) >= maxKeyCache {
-		clear(c.m)
-	}
-	c.m[id] = keyEntry{gen: g, k: k}
-	c.mu.Unlock()
 }
 
 // invalidate is deferred by every write to the keys table.

@@ -129,7 +129,7 @@ func (db *DB) UsableCredentials(ctx context.Context, p auth.Principal) ([]identi
 	var g uint64
 	key := p.OrgID + "/" + p.TokenID + "/" + p.UserID // the query filters on all three
 	if db.cache != nil {
-		cs, gen, ok := db.cache.credentials(key)
+		cs, gen, ok := db.cache.creds.get(key)
 		if ok {
 			return cs, nil
 		}
@@ -137,7 +137,7 @@ func (db *DB) UsableCredentials(ctx context.Context, p auth.Principal) ([]identi
 	}
 	cs, err := db.usableCredentials(ctx, p)
 	if err == nil && db.cache != nil {
-		db.cache.putCredentials(key, g, cs)
+		db.cache.creds.put(key, g, cs)
 	}
 	return cs, err
 }
