@@ -104,13 +104,15 @@ func (m *migrateCmd) Run() error {
 }
 
 type benchCmd struct {
-	Env         string        `help:"bootstrap.env of the server to drive." default:"./countersign-data/bootstrap.env"`
-	Op          string        `help:"signed-write (init, sign, action, write), read, or sign (a Hash signature with a secp256k1 key, whole user action flow)." default:"signed-write" enum:"signed-write,read,sign,transfer"`
-	Network     string        `help:"EVM network for --op transfer (must run on the dev chain: the faucet funds the sender)." default:"EthereumSepolia"`
-	Concurrency int           `help:"Concurrent workers." default:"16"`
-	Duration    time.Duration `help:"How long to measure." default:"10s"`
-	Warmup      time.Duration `help:"Load before measuring." default:"2s"`
-	CACert      string        `name:"ca-cert" help:"CA certificate to trust for https (e.g. <data-dir>/tls/ca.pem)."`
+	Env           string        `help:"bootstrap.env of the server to drive." default:"./countersign-data/bootstrap.env"`
+	Op            string        `help:"signed-write (init, sign, action, write), read, or sign (a Hash signature with a secp256k1 key, whole user action flow)." default:"signed-write" enum:"signed-write,read,sign,transfer"`
+	Network       string        `help:"EVM network for --op transfer (must run on the dev chain: the faucet funds the sender)." default:"EthereumSepolia"`
+	Concurrency   int           `help:"Concurrent workers." default:"16"`
+	Duration      time.Duration `help:"How long to measure." default:"10s"`
+	Warmup        time.Duration `help:"Load before measuring." default:"2s"`
+	Wallets       int           `help:"For --op transfer: spread transfers round-robin over this many sending wallets, each funded by the faucet." default:"1"`
+	WaitConfirmed time.Duration `name:"wait-confirmed" help:"For --op transfer: after the run, wait up to this long until every transfer it created is final, and report confirmations end to end (0: don't wait)." default:"0"`
+	CACert        string        `name:"ca-cert" help:"CA certificate to trust for https (e.g. <data-dir>/tls/ca.pem)."`
 }
 
 func (b *benchCmd) Run() error {
@@ -131,7 +133,8 @@ func (b *benchCmd) Run() error {
 		pool.AppendCertsFromPEM(pemBytes)
 		c.HTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	}
-	res, err := bench.Run(context.Background(), c, bench.Options{Op: b.Op, Concurrency: b.Concurrency, Duration: b.Duration, Warmup: b.Warmup, Network: b.Network})
+	res, err := bench.Run(context.Background(), c, bench.Options{Op: b.Op, Concurrency: b.Concurrency, Duration: b.Duration, Warmup: b.Warmup, Network: b.Network,
+		Wallets: b.Wallets, WaitConfirmed: b.WaitConfirmed})
 	if err != nil {
 		return err
 	}

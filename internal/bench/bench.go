@@ -29,6 +29,13 @@ type Options struct {
 	Duration    time.Duration
 	Warmup      time.Duration
 	Network     string // for transfer: an EVM network on the dev chain (default EthereumSepolia)
+	// Wallets spreads transfers round-robin over this many sending wallets, each funded by
+	// the faucet (default 1: one sender, the worst case, as its nonces are mined in order).
+	Wallets int
+	// WaitConfirmed, for transfer: after the timed run, wait up to this long until every
+	// transfer the run created (warm-up included) is final, and report it end to end
+	// (Result.EndToEnd). 0 does not wait.
+	WaitConfirmed time.Duration
 }
 
 func (o Options) network() string {
@@ -46,6 +53,7 @@ type Result struct {
 	Elapsed            time.Duration
 	P50, P95, P99, Max time.Duration
 	FirstError         string
+	EndToEnd           *EndToEnd // transfer with WaitConfirmed only
 }
 
 // PerSecond is the throughput.
@@ -57,6 +65,9 @@ func (r Result) String() string {
 		r.P50.Round(time.Microsecond), r.P95.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
 	if r.FirstError != "" {
 		s += "\nfirst error: " + r.FirstError
+	}
+	if r.EndToEnd != nil {
+		s += "\n" + r.EndToEnd.String()
 	}
 	return s
 }
@@ -92,6 +103,7 @@ func Run(ctx context.Context, c *client.Client, o Options) (Result, error) {
 	defer cc.ArchivePAT(context.WithoutCancel(ctx), target)
 
 	var op func(ctx context.Context, n int) error
+	var wallets []string // transfer: the sending wallets' ids
 	switch o.Op {
 	case "signed-write":
 		op = func(ctx context.Context, n int) error {
@@ -122,22 +134,15 @@ func Run(ctx context.Context, c *client.Client, o Options) (Result, error) {
 			return cc.Do(ctx, http.MethodPost, path, map[string]string{"kind": "Hash", "hash": "0x" + hex.EncodeToString(h[:])}, nil)
 		}
 	case "transfer":
-		// The full user action flow around POST /wallets/{id}/transfers (Native, 1 wei) on a
-		// wallet funded by the dev faucet: balance check, nonce, signing, row and job. The
-		// broadcast and confirmation run in the background and are not timed.
-		var w struct {
-			ID      string `json:"id"`
-			Address string `json:"address"`
+		// The full user action flow around POST /wallets/{id}/transfers (Native, 1 wei) on
+		// wallets funded by the dev faucet: balance check, nonce, signing, row and job. The
+		// broadcast and confirmation run in the background: timed only with WaitConfirmed.
+		var err error
+		if wallets, err = transferWallets(ctx, &cc, o); err != nil {
+			return Result{}, err
 		}
-		if err := cc.Do(ctx, http.MethodPost, "/wallets", map[string]string{"network": o.network(), "name": "bench"}, &w); err != nil {
-			return Result{}, fmt.Errorf("bench: create wallet: %w", err)
-		}
-		if err := cc.Do(ctx, http.MethodPost, "/dev/faucet", map[string]string{"network": o.network(), "address": w.Address,
-			"amount": "1000000000000000000000"}, nil); err != nil {
-			return Result{}, fmt.Errorf("bench: fund wallet (needs a dev chain): %w", err)
-		}
-		path := "/wallets/" + w.ID + "/transfers"
-		op = func(ctx context.Context, _ int) error {
+		op = func(ctx context.Context, n int) error {
+			path := "/wallets/" + wallets[n%len(wallets)] + "/transfers"
 			return cc.Do(ctx, http.MethodPost, path, map[string]string{"kind": "Native", "to": "0x000000000000000000000000000000000000dEaD", "amount": "1"}, nil)
 		}
 	default:
@@ -153,6 +158,13 @@ func Run(ctx context.Context, c *client.Client, o Options) (Result, error) {
 		slices.Sort(lat)
 		q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
 		res.P50, res.P95, res.P99, res.Max = q(0.50), q(0.95), q(0.99), lat[len(lat)-1]
+	}
+	if o.Op == "transfer" && o.WaitConfirmed > 0 {
+		e, err := waitFinal(ctx, &cc, wallets, o.WaitConfirmed)
+		if err != nil {
+			return res, err
+		}
+		res.EndToEnd = &e
 	}
 	return res, nil
 }
