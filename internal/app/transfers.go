@@ -38,6 +38,21 @@ type transferArgs struct {
 
 func (transferArgs) Kind() string { return "transfer_broadcast" }
 
+func (transferArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: broadcastQueue} }
+
+// broadcastQueue holds the jobs that send transactions and follow them (transfers,
+// broadcast requests, nonce fillers), with workers of their own: a run mostly waits on the
+// chain (on a dev chain it waits for the block, see wallets.Service.send), not on the CPU,
+// so many run at once, and webhook deliveries or purges never hold them up. The short
+// fetch cooldown lets a freed worker take the next job at once (River's default waits
+// 100 ms between fetches, which capped the default queue at about 160 runs a second).
+// Jobs queued before this queue existed stay in the default queue and run there.
+const (
+	broadcastQueue    = "broadcasts"
+	broadcastWorkers  = 64
+	broadcastCooldown = 10 * time.Millisecond
+)
+
 // transferWorker runs transferArgs. It is idempotent (wallets.Service.Advance resends the
 // stored bytes only); while the transaction waits to be mined it snoozes rather than
 // holding a worker.
@@ -92,6 +107,8 @@ type transactionArgs struct {
 
 func (transactionArgs) Kind() string { return "transaction_broadcast" }
 
+func (transactionArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: broadcastQueue} }
+
 type transactionWorker struct {
 	river.WorkerDefaults[transactionArgs]
 	w *wallets.Service
@@ -109,6 +126,8 @@ type fillArgs struct {
 }
 
 func (fillArgs) Kind() string { return "nonce_fill" }
+
+func (fillArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: broadcastQueue} }
 
 // fillWorker runs fillArgs. A filler refused for lack of funds snoozes like a pending
 // transaction (a snooze uses up no attempt), so funding the wallet later unblocks its nonces.
@@ -134,9 +153,12 @@ func snoozePending(created time.Time, err error) error {
 // before the job records it. Never set it in production.
 const FaultEnv = "COUNTERSIGN_FAULT"
 
-// wireTransactions attaches broadcast requests and nonce fillers to the wallets service
-// and registers their jobs.
+// wireTransactions attaches broadcast requests and nonce fillers to the wallets service,
+// adds the broadcast queue and registers their jobs.
 func (a *App) wireTransactions(db *store.DB, q *jobs.Queue) error {
+	if err := q.AddQueue(broadcastQueue, broadcastWorkers, broadcastCooldown); err != nil {
+		return err
+	}
 	ts := txStore{DB: db, q: q}
 	a.Wallets.SetTransactions(ts, ts)
 	if os.Getenv(FaultEnv) == "kill-after-send" {

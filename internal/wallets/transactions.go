@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/rpc"
 
 	"github.com/countersign/countersign/internal/auth"
 	"github.com/countersign/countersign/internal/chains/evm"
@@ -632,8 +633,10 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 		return err
 	}
 	hash := common.HexToHash(o.TxHash)
+	var rc *types.Receipt // the receipt, when the send already brought it
 	if o.Status == Executing || o.Status == Pending {
-		if err := b.Client.SendTransaction(ctx, &tx); err != nil && !alreadySent(ctx, b, hash, err) {
+		mined, err := s.send(ctx, b, &tx)
+		if err != nil && !alreadySent(ctx, b, hash, err) {
 			if permanent(err) {
 				return s.refused(ctx, b, o, err, save) // never broadcast, so no dateBroadcasted or dateConfirmed
 			}
@@ -643,22 +646,32 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 			s.afterSend(ctx, o.Network, o.TxHash)
 		}
 		o.Status, o.BroadcastedAt = Broadcasted, s.now().UTC().Truncate(time.Millisecond)
-		if err := save(); err != nil {
-			return err
+		// With the receipt in hand, broadcast and confirmation are recorded in one write
+		// below. Skipping the Broadcasted write is crash-safe: until a write lands the
+		// request stays Executing/Pending, and a rerun only sends the same signed bytes
+		// again, which the node answers "already known" or, once mined, "nonce too low"
+		// for this very hash (alreadySent), so it is never sent twice.
+		if rc = mined; rc == nil {
+			if err := save(); err != nil {
+				return err
+			}
 		}
 	}
-	rc, err := s.receipt(ctx, b, &tx)
-	var re *refusedError
-	if errors.As(err, &re) { // dropped by the network, then refused when sent again
-		return s.refused(ctx, b, o, re.err, save)
-	}
-	if errors.Is(err, errNonceTaken) {
-		o.Status, o.Reason = Failed, "another transaction took nonce "+fmt.Sprint(o.Nonce)
-		o.ConfirmedAt = s.now().UTC().Truncate(time.Millisecond)
-		return save()
-	}
-	if err != nil {
-		return err
+	if rc == nil {
+		var err error
+		rc, err = s.receipt(ctx, b, &tx)
+		var re *refusedError
+		if errors.As(err, &re) { // dropped by the network, then refused when sent again
+			return s.refused(ctx, b, o, re.err, save)
+		}
+		if errors.Is(err, errNonceTaken) {
+			o.Status, o.Reason = Failed, "another transaction took nonce "+fmt.Sprint(o.Nonce)
+			o.ConfirmedAt = s.now().UTC().Truncate(time.Millisecond)
+			return save()
+		}
+		if err != nil {
+			return err
+		}
 	}
 	price := rc.EffectiveGasPrice
 	if price == nil {
@@ -673,6 +686,34 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 	}
 	return save()
 }
+
+// devSendWait bounds how long a send to a dev chain waits for its receipt; past it the
+// transaction is recorded Broadcasted and its job checks back later, as for any network.
+// A dev chain seals a block as soon as a transaction enters its pool, so this is only
+// reached when the sender's earlier nonces are missing or the chain is very busy.
+const devSendWait = 3 * time.Second
+
+// send hands tx to the network. On a dev chain (which seals as soon as a transaction
+// arrives) it waits for the receipt in the same call (eth_sendRawTransactionSync), so one
+// job run broadcasts and confirms, and returns it; it returns a nil receipt when the wait
+// ran out with the transaction in the pool. Other networks (configured RPCs, where a block
+// takes seconds) are sent to without waiting, and the job polls for the receipt.
+func (s *Service) send(ctx context.Context, b *registry.Backend, tx *types.Transaction) (*types.Receipt, error) {
+	if b.Dev == nil {
+		return nil, b.Client.SendTransaction(ctx, tx)
+	}
+	wait := devSendWait
+	rc, err := b.Client.SendTransactionSync(ctx, tx, &wait)
+	var re rpc.Error
+	if errors.As(err, &re) && re.ErrorCode() == rpcTxSyncTimeout {
+		return nil, nil // in the pool, not mined yet
+	}
+	return rc, err
+}
+
+// rpcTxSyncTimeout is the JSON-RPC error code of eth_sendRawTransactionSync when the
+// transaction was accepted into the pool but not mined within the wait (EIP-7966).
+const rpcTxSyncTimeout = 4
 
 var errNonceTaken = errors.New("wallets: another transaction took the nonce")
 
