@@ -633,8 +633,8 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 		return err
 	}
 	hash := common.HexToHash(o.TxHash)
-	var rc *types.Receipt // the receipt, when the send already brought it
 	if o.Status == Executing || o.Status == Pending {
+		sent := s.now().UTC().Truncate(time.Millisecond) // a dev chain send returns once mined
 		mined, err := s.send(ctx, b, &tx)
 		if err != nil && !alreadySent(ctx, b, hash, err) {
 			if permanent(err) {
@@ -645,34 +645,37 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 		if s.afterSend != nil {
 			s.afterSend(ctx, o.Network, o.TxHash)
 		}
-		o.Status, o.BroadcastedAt = Broadcasted, s.now().UTC().Truncate(time.Millisecond)
-		// With the receipt in hand, broadcast and confirmation are recorded in one write
-		// below. Skipping the Broadcasted write is crash-safe: until a write lands the
-		// request stays Executing/Pending, and a rerun only sends the same signed bytes
-		// again, which the node answers "already known" or, once mined, "nonce too low"
-		// for this very hash (alreadySent), so it is never sent twice.
-		if rc = mined; rc == nil {
-			if err := save(); err != nil {
-				return err
-			}
+		o.Status, o.BroadcastedAt = Broadcasted, sent
+		// With the receipt in hand, broadcast and confirmation are recorded in one write.
+		// Skipping the Broadcasted write is crash-safe: until a write lands the request
+		// stays Executing/Pending, and a rerun only sends the same signed bytes again,
+		// which the node answers "already known" or, once mined, "nonce too low" for this
+		// very hash (alreadySent), so nothing is ever sent twice.
+		if mined != nil {
+			return s.mined(o, mined, save)
 		}
-	}
-	if rc == nil {
-		var err error
-		rc, err = s.receipt(ctx, b, &tx)
-		var re *refusedError
-		if errors.As(err, &re) { // dropped by the network, then refused when sent again
-			return s.refused(ctx, b, o, re.err, save)
-		}
-		if errors.Is(err, errNonceTaken) {
-			o.Status, o.Reason = Failed, "another transaction took nonce "+fmt.Sprint(o.Nonce)
-			o.ConfirmedAt = s.now().UTC().Truncate(time.Millisecond)
-			return save()
-		}
-		if err != nil {
+		if err := save(); err != nil {
 			return err
 		}
 	}
+	rc, err := s.receipt(ctx, b, &tx)
+	var re *refusedError
+	if errors.As(err, &re) { // dropped by the network, then refused when sent again
+		return s.refused(ctx, b, o, re.err, save)
+	}
+	if errors.Is(err, errNonceTaken) {
+		o.Status, o.Reason = Failed, "another transaction took nonce "+fmt.Sprint(o.Nonce)
+		o.ConfirmedAt = s.now().UTC().Truncate(time.Millisecond)
+		return save()
+	}
+	if err != nil {
+		return err
+	}
+	return s.mined(o, rc, save)
+}
+
+// mined records o's receipt: Confirmed with its fee, or Failed when it reverted.
+func (s *Service) mined(o *outgoing, rc *types.Receipt, save func() error) error {
 	price := rc.EffectiveGasPrice
 	if price == nil {
 		price = new(big.Int)
@@ -691,7 +694,7 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 // transaction is recorded Broadcasted and its job checks back later, as for any network.
 // A dev chain seals a block as soon as a transaction enters its pool, so this is only
 // reached when the sender's earlier nonces are missing or the chain is very busy.
-const devSendWait = 3 * time.Second
+const devSendWait = 2 * time.Second
 
 // send hands tx to the network. On a dev chain (which seals as soon as a transaction
 // arrives) it waits for the receipt in the same call (eth_sendRawTransactionSync), so one
@@ -708,7 +711,15 @@ func (s *Service) send(ctx context.Context, b *registry.Backend, tx *types.Trans
 	if errors.As(err, &re) && re.ErrorCode() == rpcTxSyncTimeout {
 		return nil, nil // in the pool, not mined yet
 	}
-	return rc, err
+	if err != nil {
+		return nil, err
+	}
+	// Report it mined only once the pool has caught up too, so a transaction sent right
+	// after this one is confirmed (say, from the account it paid) meets the new state.
+	if err := b.Dev.Settle(ctx, tx.Hash()); err != nil {
+		return nil, nil // mined: the job records it from the receipt on its next run
+	}
+	return rc, nil
 }
 
 // rpcTxSyncTimeout is the JSON-RPC error code of eth_sendRawTransactionSync when the

@@ -263,6 +263,13 @@ func open(dir string, id uint64, key *ecdsa.PrivateKey, logger *slog.Logger) (*C
 	// pool's answer, as from a public RPC endpoint.
 	cfg.TxPool.NoLocals = true
 	cfg.TxPool.Journal = ""
+	// One sender may have many transactions in flight: the server's broadcast jobs send a
+	// wallet's nonces concurrently, so some arrive ahead of a lower one. geth keeps at most
+	// AccountQueue (64) such gapped transactions per sender and silently drops the rest,
+	// which their jobs only notice and resend seconds later (a burst from one wallet then
+	// drained at a tenth of the rate). A dev chain has memory to spare for more.
+	cfg.TxPool.AccountQueue = 4096
+	cfg.TxPool.GlobalQueue = 16384
 	cfg.Miner.PendingFeeRecipient = faucet
 
 	backend, err := eth.New(stack, &cfg)
