@@ -560,19 +560,9 @@ func (c *Chain) send(ctx context.Context, to *common.Address, value *big.Int, da
 	if r.Status != types.ReceiptStatusSuccessful {
 		return r, fmt.Errorf("transaction %s reverted", r.TxHash)
 	}
-	// The receipt arrives as soon as the block is written, but the transaction pool
-	// catches up with the new head on its own goroutine: until then it still judges new
-	// transactions against the old state, so the account just funded would be refused
-	// for "insufficient funds" (seen in tests). The pool drops a mined transaction in
-	// the same locked step that installs the new state, so wait for that.
-	for pool := c.eth.TxPool(); pool.Has(tx.Hash()); {
-		select {
-		case <-ctx.Done():
-			return r, fmt.Errorf("wait for the transaction pool: %w", ctx.Err())
-		case <-time.After(time.Millisecond):
-		}
-	}
-	return r, nil
+	// The account just funded must not be refused for "insufficient funds" by a pool
+	// still on the old state (seen in tests).
+	return r, c.Settle(ctx, tx.Hash())
 }
 
 // state is devchain.json.

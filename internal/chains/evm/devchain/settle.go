@@ -13,12 +13,12 @@ import (
 // written, but the pool moves to the new head on its own goroutine and until then judges
 // new transactions against the old state: an account that was just paid would be refused
 // for "insufficient funds". The pool drops a mined transaction in the same locked step that
-// installs the new state, so its absence means the pool is current (see send).
+// installs the new state, so its absence means the pool is current.
 func (c *Chain) Settle(ctx context.Context, hash common.Hash) error {
 	for pool := c.eth.TxPool(); pool.Has(hash); {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("devchain %d: wait for the transaction pool: %w", c.id, ctx.Err())
+			return fmt.Errorf("wait for the transaction pool: %w", ctx.Err())
 		case <-time.After(time.Millisecond):
 		}
 	}
