@@ -93,6 +93,11 @@ func (s *Server) routes() {
 	s.handle("GET /webhooks/{id}/events", s.listWebhookEvents)
 	s.handle("GET /webhooks/{id}/events/{eventId}", s.getWebhookEvent)
 
+	// Networks (dfns-api.md §4.7). read-contract is a read: the TS SDK sends it without a
+	// user action (simpleFetch in generated/networks/client.ts), so it takes none.
+	s.handle("GET /networks/fees", s.networkFees)
+	s.handle("POST /networks/read-contract", s.readContract, noUA)
+
 	// Dev-only faucet: bearer auth, no user action (it moves only dev-chain play money).
 	s.handle("GET /dev/faucet", s.faucetInfo)
 	s.handle("POST /dev/faucet", s.faucet, noUA)

@@ -382,7 +382,7 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 			return Transaction{}, errs.E(errs.Invalid, "the transaction's priority fee exceeds its max fee", nil)
 		}
 	} else {
-		defaultTip := new(big.Int).Mul(big.NewInt(tips[""]), big.NewInt(1e8))
+		defaultTip := new(big.Int).Mul(big.NewInt(tips[Standard]), big.NewInt(1e8)) // the Standard tip of transfers (networks.go)
 		if plan.legacy {
 			if plan.gasPrice == nil {
 				plan.gasPrice = new(big.Int).Add(new(big.Int).Mul(base, big.NewInt(2)), defaultTip)
