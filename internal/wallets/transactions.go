@@ -117,6 +117,7 @@ type BroadcastRequest struct {
 	MaxFeePerGas         *string         `json:"maxFeePerGas"`
 	MaxPriorityFeePerGas *string         `json:"maxPriorityFeePerGas"`
 	GasPrice             *string         `json:"gasPrice"`
+	Psbt                 *string         `json:"psbt"` // kind Psbt, Bitcoin wallets (bitcoin_broadcast.go)
 	ExternalID           string          `json:"externalId,omitempty"`
 }
 
@@ -322,6 +323,12 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 	}
 	if len(r.ExternalID) > 256 || !utf8.ValidString(r.ExternalID) {
 		return Transaction{}, errs.E(errs.Invalid, "externalId must be valid text of at most 256 bytes", nil)
+	}
+	if r.Kind == "Psbt" {
+		return s.broadcastPsbt(ctx, p, walletID, body, r)
+	}
+	if r.Psbt != nil {
+		return Transaction{}, errs.Ef(errs.Invalid, "psbt is not a field of %s broadcasts", clip(r.Kind))
 	}
 	plan, err := parseBroadcast(r)
 	if err != nil {
