@@ -305,6 +305,18 @@ func TestBitcoinPsbtBroadcast(t *testing.T) {
 			}
 		})
 
+		t.Run("native-transfer", func(t *testing.T) {
+			before := chainDigest(t, n)
+			err := c.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transfers", map[string]any{"kind": "Native", "to": w.Address, "amount": "1000"}, nil)
+			var ce *client.Error
+			if !errors.As(err, &ce) || ce.Status != 400 || !strings.Contains(ce.Message, "build a PSBT and broadcast it with kind Psbt") {
+				t.Fatalf("got %v, want 400", err)
+			}
+			if chainDigest(t, n) != before {
+				t.Error("the refused transfer changed something")
+			}
+		})
+
 		t.Run("confirmed", func(t *testing.T) {
 			const fee = 12_345
 			p := spendPSBT(t, op, prev, 1_000_000_000, fee, script)

@@ -61,20 +61,8 @@ func (s *Service) broadcastPsbt(ctx context.Context, p auth.Principal, walletID 
 	if node == nil || s.btc.store == nil || s.txs == nil {
 		return Transaction{}, errs.Ef(errs.Invalid, "no Bitcoin node configured for %s (--bitcoin-rpc): PSBTs can be signed (POST /wallets/{walletId}/signatures, kind Psbt) but not broadcast", w.Network)
 	}
-	if r.ExternalID != "" {
-		prev, err := s.txs.GetTransactionByExternalID(ctx, p.OrgID, r.ExternalID)
-		if err == nil {
-			return replayTransaction(prev, w.ID, body)
-		}
-		if !errs.Is(err, errs.NotFound) {
-			return Transaction{}, err
-		}
-	}
-	if w.Status != Active {
-		return Transaction{}, errs.E(errs.Invalid, "wallet is not active", nil)
-	}
-	if w.Key.Status != keys.Active {
-		return Transaction{}, errs.E(errs.Invalid, "the wallet's key is archived", nil)
+	if prev, replay, err := s.replayOrSignable(ctx, p, w, r.ExternalID, body); replay || err != nil {
+		return prev, err
 	}
 	payload, err := bitcoin.PsbtPayload(*r.Psbt, w.Key.PublicKey)
 	if err != nil {
@@ -110,6 +98,28 @@ func (s *Service) broadcastPsbt(ctx context.Context, p auth.Principal, walletID 
 		return Transaction{}, err
 	}
 	return out, nil
+}
+
+// replayOrSignable answers a retried broadcast (same externalId) with its original
+// (replay), or else checks that the wallet and its key may sign a new one.
+func (s *Service) replayOrSignable(ctx context.Context, p auth.Principal, w Wallet, externalID string, body []byte) (Transaction, bool, error) {
+	if externalID != "" {
+		prev, err := s.txs.GetTransactionByExternalID(ctx, p.OrgID, externalID)
+		if err == nil {
+			prev, err = replayTransaction(prev, w.ID, body)
+			return prev, true, err
+		}
+		if !errs.Is(err, errs.NotFound) {
+			return Transaction{}, false, err
+		}
+	}
+	if w.Status != Active {
+		return Transaction{}, false, errs.E(errs.Invalid, "wallet is not active", nil)
+	}
+	if w.Key.Status != keys.Active {
+		return Transaction{}, false, errs.E(errs.Invalid, "the wallet's key is archived", nil)
+	}
+	return Transaction{}, false, nil
 }
 
 // AdvanceBitcoinTransaction moves a Psbt broadcast on: it sends the stored transaction to

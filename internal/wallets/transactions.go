@@ -341,20 +341,8 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 	if s.txs == nil || s.chains == nil {
 		return Transaction{}, errs.E(errs.Unavailable, "no chain backends are configured", nil)
 	}
-	if r.ExternalID != "" {
-		prev, err := s.txs.GetTransactionByExternalID(ctx, p.OrgID, r.ExternalID)
-		if err == nil {
-			return replayTransaction(prev, w.ID, body)
-		}
-		if !errs.Is(err, errs.NotFound) {
-			return Transaction{}, err
-		}
-	}
-	if w.Status != Active {
-		return Transaction{}, errs.E(errs.Invalid, "wallet is not active", nil)
-	}
-	if w.Key.Status != keys.Active {
-		return Transaction{}, errs.E(errs.Invalid, "the wallet's key is archived", nil)
+	if prev, replay, err := s.replayOrSignable(ctx, p, w, r.ExternalID, body); replay || err != nil {
+		return prev, err
 	}
 	if _, ok := evm.Lookup(w.Network); !ok {
 		return Transaction{}, errs.Ef(errs.Invalid, "broadcasting is not supported on %s", w.Network)
