@@ -65,8 +65,11 @@ var btcdBuild = sync.OnceValues(func() (string, error) {
 
 // btcNode is a btcd regtest node on loopback, started by the test and killed when it ends.
 type btcNode struct {
-	rpc *bitcoin.RPC
-	url string // with credentials, for --bitcoin-rpc
+	rpc  *bitcoin.RPC
+	args []string
+	bin  string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
 }
 
 // freePort picks a free loopback port.
@@ -80,10 +83,11 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startBtcd runs btcd --regtest --txindex with RPC on port (loopback, no TLS, user/pass),
-// no p2p listener and no peers, paying mined coinbases to miningAddr. Skips the test when
+// startBtcd runs btcd on a private test network (net: "--regtest" or "--simnet") with
+// --txindex, RPC on port (loopback, no TLS, user/pass), no p2p listener and no peers,
+// paying mined coinbases to miningAddr (encoded for that network). Skips the test when
 // btcd cannot be built here.
-func startBtcd(t *testing.T, port int, miningAddr string) *btcNode {
+func startBtcd(t *testing.T, net string, port int, miningAddr string) *btcNode {
 	t.Helper()
 	bin, err := btcdBuild()
 	if err != nil {
@@ -95,39 +99,86 @@ func startBtcd(t *testing.T, port int, miningAddr string) *btcNode {
 		t.Fatal(err)
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "--configfile="+conf, "--datadir="+filepath.Join(dir, "data"), "--logdir="+filepath.Join(dir, "logs"),
-		"--regtest", "--txindex", "--notls", "--rpclisten="+listen, "--rpcuser=countersign", "--rpcpass=regtest",
-		"--nolisten", "--nodnsseed", "--miningaddr="+miningAddr)
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
+	rpc, err := bitcoin.NewRPC("http://countersign:regtest@" + listen)
+	if err != nil {
 		t.Fatal(err)
 	}
+	b := &btcNode{rpc: rpc, bin: bin, log: new(bytes.Buffer), args: []string{"--configfile=" + conf,
+		"--datadir=" + filepath.Join(dir, "data"), "--logdir=" + filepath.Join(dir, "logs"),
+		net, "--txindex", "--notls", "--rpclisten=" + listen, "--rpcuser=countersign", "--rpcpass=regtest",
+		"--nolisten", "--nodnsseed", "--miningaddr=" + miningAddr}}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		b.stop()
 		if t.Failed() {
-			t.Logf("btcd log:\n%s", log.String())
+			t.Logf("btcd log:\n%s", b.log.String())
 		}
 	})
-	url := "http://countersign:regtest@" + listen
-	rpc, err := bitcoin.NewRPC(url)
-	if err != nil {
+	b.start(t)
+	return b
+}
+
+// start runs the node on its data directory and waits for its RPC.
+func (b *btcNode) start(t *testing.T) {
+	t.Helper()
+	b.cmd = exec.Command(b.bin, b.args...)
+	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
+	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var height int64
-		err := rpc.Call(t.Context(), "getblockcount", nil, &height)
+		err := b.rpc.Call(t.Context(), "getblockcount", nil, &height)
 		if err == nil {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("btcd did not answer: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return &btcNode{rpc: rpc, url: url}
+}
+
+// stop shuts the node down (SIGINT, as an operator would; SIGKILL after 20 s). Its chain
+// stays on disk, but btcd neither keeps its mempool nor, on regtest, its chain.
+func (b *btcNode) stop() {
+	if b.cmd == nil || b.cmd.Process == nil {
+		return
+	}
+	b.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { b.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		b.cmd.Process.Kill()
+		<-done
+	}
+	b.cmd = nil
+}
+
+// activateSegwit mines until segwit is active: btcd's regtest and simnet activate it by
+// BIP-9 signalling (bitcoind's regtest has it from genesis), which takes three windows.
+// It returns the hashes of the blocks mined, from height 1.
+func (b *btcNode) activateSegwit(t *testing.T) []string {
+	t.Helper()
+	var blocks []string
+	for range 6 {
+		blocks = append(blocks, b.generate(t, 144)...)
+		var info struct {
+			Forks map[string]struct {
+				Status string `json:"status"`
+			} `json:"bip9_softforks"`
+		}
+		if err := b.rpc.Call(t.Context(), "getblockchaininfo", nil, &info); err != nil {
+			t.Fatal(err)
+		}
+		if info.Forks["segwit"].Status == "active" {
+			return blocks
+		}
+	}
+	t.Fatal("segwit did not activate on the test node")
+	return nil
 }
 
 func (b *btcNode) generate(t *testing.T, n int) []string {
@@ -236,18 +287,8 @@ func TestBitcoinPsbtBroadcast(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		node := startBtcd(t, port, regtestAddr.EncodeAddress()) // bcrt1q…: the wallet's witness program
-		// btcd's regtest activates segwit by BIP-9 signalling (bitcoind's has it from genesis):
-		// three windows of 144 blocks, after which block 1's coinbase is long mature too.
-		blocks := node.generate(t, 432)
-		var info struct {
-			Forks map[string]struct {
-				Status string `json:"status"`
-			} `json:"bip9_softforks"`
-		}
-		if err := node.rpc.Call(ctx, "getblockchaininfo", nil, &info); err != nil || info.Forks["segwit"].Status != "active" {
-			t.Fatalf("segwit is not active on the regtest node: %+v %v", info, err)
-		}
+		node := startBtcd(t, "--regtest", port, regtestAddr.EncodeAddress()) // bcrt1q…: the wallet's witness program
+		blocks := node.activateSegwit(t)                                     // 432 blocks: block 1's coinbase is long mature too
 		op, prev := node.coinbase(t, blocks[0], script)
 		op2, prev2 := node.coinbase(t, blocks[1], script)
 
@@ -393,5 +434,65 @@ func TestBitcoinPsbtBroadcast(t *testing.T) {
 				t.Fatalf("final %+v", tr)
 			}
 		})
+	})
+}
+
+// TestBitcoinPsbtResend checks that a broadcast survives its node losing its mempool: the
+// node restarts after the transaction was sent, the job finds it unknown, sends the same
+// bytes again and follows them to their block. btcd wipes its regtest chain at every start,
+// so this node runs simnet (whose chain persists), serving BitcoinTestnet3 here.
+func TestBitcoinPsbtResend(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		port := freePort(t)
+		n := apptest.Start(t, e, apptest.Options{BitcoinRPC: []string{fmt.Sprintf("BitcoinTestnet3=http://countersign:regtest@127.0.0.1:%d", port)}})
+		ctx := context.Background()
+		c := n.Admin
+		var w walletResp
+		if err := c.Do(ctx, http.MethodPost, "/wallets", map[string]any{"network": "BitcoinTestnet3"}, &w); err != nil {
+			t.Fatal(err)
+		}
+		pub := mustHex(t, w.SigningKey.PublicKey)
+		script, _ := txscript.NewScriptBuilder().AddOp(txscript.OP_0).AddData(btcutil.Hash160(pub)).Script()
+		simAddr, err := btcutil.NewAddressWitnessPubKeyHash(btcutil.Hash160(pub), &chaincfg.SimNetParams)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := startBtcd(t, "--simnet", port, simAddr.EncodeAddress()) // sb1q…
+		blocks := node.activateSegwit(t)
+		op, prev := node.coinbase(t, blocks[0], script)
+
+		p := spendPSBT(t, op, prev, 300_000, 2_000, script)
+		var tr transactionResp
+		if err := c.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transactions", map[string]any{"kind": "Psbt", "psbt": psbtHex(t, p)}, &tr); err != nil {
+			t.Fatal(err)
+		}
+		tr = waitTx(t, c, w.ID, tr.ID, func(tr transactionResp) bool { return tr.Status == "Broadcasted" })
+		var height int64
+		if err := node.rpc.Call(ctx, "getblockcount", nil, &height); err != nil {
+			t.Fatal(err)
+		}
+		node.stop()
+		node.start(t)
+		var after int64
+		if err := node.rpc.Call(ctx, "getblockcount", nil, &after); err != nil || after != height {
+			t.Fatalf("the restarted node is at height %d, was %d (%v)", after, height, err)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for { // in the mempool again, sent anew by the job
+			if st, err := node.rpc.GetTransaction(ctx, tr.TxHash); err == nil && st.Confirmations == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				var now transactionResp
+				c.Do(ctx, http.MethodGet, "/wallets/"+w.ID+"/transactions/"+tr.ID, nil, &now)
+				t.Fatalf("the job did not send the transaction again to the restarted node: status %s %s", now.Status, now.Reason)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		node.generate(t, 1)
+		tr = waitTx(t, c, w.ID, tr.ID, func(tr transactionResp) bool { return tr.Status != "Broadcasted" })
+		if tr.Status != "Confirmed" || tr.Fee != "2000" {
+			t.Fatalf("final %+v", tr)
+		}
 	})
 }
