@@ -40,11 +40,14 @@ func (s *Service) SetBitcoin(nodes map[string]*bitcoin.RPC, st BitcoinTxStore) {
 // finalized and extracted, and the transaction is stored and queued for the wallet's
 // network's node, which mines it. Nothing is stored when anything before that fails.
 func (s *Service) broadcastPsbt(ctx context.Context, p auth.Principal, walletID string, body []byte, r BroadcastRequest) (Transaction, error) {
-	for name, present := range map[string]bool{"transaction": r.Transaction != nil, "to": r.To != nil, "value": r.Value != nil,
-		"data": r.Data != nil, "nonce": len(r.Nonce) > 0 && string(r.Nonce) != "null", "gasLimit": r.GasLimit != nil,
-		"maxFeePerGas": r.MaxFeePerGas != nil, "maxPriorityFeePerGas": r.MaxPriorityFeePerGas != nil, "gasPrice": r.GasPrice != nil} {
-		if present {
-			return Transaction{}, errs.Ef(errs.Invalid, "%s is not a field of Psbt broadcasts", name)
+	for _, f := range []struct {
+		name    string
+		present bool
+	}{{"transaction", r.Transaction != nil}, {"to", r.To != nil}, {"value", r.Value != nil}, {"data", r.Data != nil},
+		{"nonce", len(r.Nonce) > 0 && string(r.Nonce) != "null"}, {"gasLimit", r.GasLimit != nil},
+		{"maxFeePerGas", r.MaxFeePerGas != nil}, {"maxPriorityFeePerGas", r.MaxPriorityFeePerGas != nil}, {"gasPrice", r.GasPrice != nil}} {
+		if f.present {
+			return Transaction{}, errs.Ef(errs.Invalid, "%s is not a field of Psbt broadcasts", f.name)
 		}
 	}
 	if r.Psbt == nil || *r.Psbt == "" {
