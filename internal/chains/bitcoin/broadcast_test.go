@@ -2,6 +2,7 @@ package bitcoin
 
 import (
 	"bytes"
+	"encoding/hex"
 	"testing"
 
 	"github.com/btcsuite/btcd/btcutil/psbt"
@@ -104,4 +105,43 @@ func TestFinalize(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzFinalize signs whatever PSBT the payload builder accepts and finalizes it: nothing
+// may panic, and a transaction that comes out decodes to its txid with a fee in range.
+func FuzzFinalize(f *testing.F) {
+	priv, _ := secp256k1.GeneratePrivateKey()
+	pub := priv.PubKey().SerializeCompressed()
+	mine, _ := P2WPKHScript(pub)
+	_, u := funding(mine, 10_000, 1)
+	tx := wire.NewMsgTx(2)
+	tx.AddTxIn(wire.NewTxIn(&u.op, nil, nil))
+	tx.AddTxOut(wire.NewTxOut(9_000, mine))
+	pk, _ := psbt.NewFromUnsignedTx(tx)
+	pk.Inputs[0].WitnessUtxo = u.out
+	var b bytes.Buffer
+	_ = pk.Serialize(&b)
+	f.Add(b.Bytes())
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		p, err := PsbtPayload(hex.EncodeToString(raw), pub)
+		if err != nil {
+			return
+		}
+		sigs := make([]Sig, len(p.Digests))
+		for i, d := range p.Digests {
+			sigs[i] = custodySign(priv, d)
+		}
+		res, err := p.Finish(sigs)
+		if err != nil {
+			return
+		}
+		fin, err := Finalize(res.SignedData)
+		if err != nil {
+			return
+		}
+		var tx wire.MsgTx
+		if err := tx.Deserialize(bytes.NewReader(fin.Raw)); err != nil || tx.TxHash().String() != fin.TxID || fin.Fee < 0 {
+			t.Fatalf("final %+v: %v", fin, err)
+		}
+	})
 }
