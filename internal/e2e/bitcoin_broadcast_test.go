@@ -291,6 +291,7 @@ func TestBitcoinPsbtBroadcast(t *testing.T) {
 		blocks := node.activateSegwit(t)                                     // 432 blocks: block 1's coinbase is long mature too
 		op, prev := node.coinbase(t, blocks[0], script)
 		op2, prev2 := node.coinbase(t, blocks[1], script)
+		op3, prev3 := node.coinbase(t, blocks[2], script)
 
 		broadcast := func(body map[string]any) (transactionResp, error) {
 			var tr transactionResp
@@ -432,6 +433,28 @@ func TestBitcoinPsbtBroadcast(t *testing.T) {
 			tr = waitTx(t, c, w.ID, tr.ID, func(tr transactionResp) bool { return tr.Status != "Broadcasted" })
 			if tr.Status != "Confirmed" || tr.Fee != "100000" {
 				t.Fatalf("final %+v", tr)
+			}
+		})
+
+		t.Run("mempool-conflict", func(t *testing.T) {
+			// Two broadcasts spend the same output; the node takes the first and refuses
+			// the second, which ends Failed while the first is mined.
+			first, err := broadcast(map[string]any{"kind": "Psbt", "psbt": psbtHex(t, spendPSBT(t, op3, prev3, 700_000, 3_000, script))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitTx(t, c, w.ID, first.ID, func(tr transactionResp) bool { return tr.Status == "Broadcasted" })
+			second, err := broadcast(map[string]any{"kind": "Psbt", "psbt": psbtHex(t, spendPSBT(t, op3, prev3, 800_000, 4_000, script))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			second = waitTx(t, c, w.ID, second.ID, func(tr transactionResp) bool { return tr.Status == "Failed" || tr.Status == "Broadcasted" })
+			if second.Status != "Failed" || !strings.Contains(second.Reason, "already spent") {
+				t.Fatalf("conflicting spend: %+v", second)
+			}
+			node.generate(t, 1)
+			if tr := waitTx(t, c, w.ID, first.ID, func(tr transactionResp) bool { return tr.Status != "Broadcasted" }); tr.Status != "Confirmed" || tr.Fee != "3000" {
+				t.Fatalf("first spend: %+v", tr)
 			}
 		})
 	})
