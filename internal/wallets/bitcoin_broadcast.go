@@ -92,15 +92,21 @@ func (s *Service) broadcastPsbt(ctx context.Context, p auth.Principal, walletID 
 		RequesterTokenID: p.TokenID, RequestBody: json.RawMessage(bytes.Clone(body)), Status: Pending, RawTx: final.Raw,
 		TxHash: final.TxID, ExternalID: r.ExternalID, CreatedAt: now}
 	out, err := s.btc.store.CreateBitcoinTransaction(ctx, t)
-	if err != nil {
-		if errs.Is(err, errs.Conflict) && r.ExternalID != "" { // a concurrent request with the same externalId won
-			if prev, gerr := s.txs.GetTransactionByExternalID(ctx, p.OrgID, r.ExternalID); gerr == nil {
-				return replayTransaction(prev, w.ID, body)
-			}
-		}
-		return Transaction{}, err
+	return s.createdOrReplay(ctx, p, w.ID, r.ExternalID, body, out, err)
+}
+
+// createdOrReplay finishes the creation of a broadcast request: when a concurrent request
+// with the same externalId stored first (Conflict), its original answers this one.
+func (s *Service) createdOrReplay(ctx context.Context, p auth.Principal, walletID, externalID string, body []byte, out Transaction, err error) (Transaction, error) {
+	if err == nil {
+		return out, nil
 	}
-	return out, nil
+	if errs.Is(err, errs.Conflict) && externalID != "" {
+		if prev, gerr := s.txs.GetTransactionByExternalID(ctx, p.OrgID, externalID); gerr == nil {
+			return replayTransaction(prev, walletID, body)
+		}
+	}
+	return Transaction{}, err
 }
 
 // replayOrSignable answers a retried broadcast (same externalId) with its original

@@ -436,15 +436,7 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 		return s.signEVM(ctx, w.Key, chainID, build(nonce))
 	}
 	out, err := s.txs.CreateTransaction(ctx, t, from.Hex(), chainNonce, sign)
-	if err != nil {
-		if errs.Is(err, errs.Conflict) && r.ExternalID != "" { // a concurrent request with the same externalId won
-			if prev, gerr := s.txs.GetTransactionByExternalID(ctx, p.OrgID, r.ExternalID); gerr == nil {
-				return replayTransaction(prev, w.ID, body)
-			}
-		}
-		return Transaction{}, err
-	}
-	return out, nil
+	return s.createdOrReplay(ctx, p, w.ID, r.ExternalID, body, out, err)
 }
 
 // nonceRefused explains why a caller-given nonce is not the allocator's next one.

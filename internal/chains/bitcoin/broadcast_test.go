@@ -112,16 +112,7 @@ func TestFinalize(t *testing.T) {
 func FuzzFinalize(f *testing.F) {
 	priv, _ := secp256k1.GeneratePrivateKey()
 	pub := priv.PubKey().SerializeCompressed()
-	mine, _ := P2WPKHScript(pub)
-	_, u := funding(mine, 10_000, 1)
-	tx := wire.NewMsgTx(2)
-	tx.AddTxIn(wire.NewTxIn(&u.op, nil, nil))
-	tx.AddTxOut(wire.NewTxOut(9_000, mine))
-	pk, _ := psbt.NewFromUnsignedTx(tx)
-	pk.Inputs[0].WitnessUtxo = u.out
-	var b bytes.Buffer
-	_ = pk.Serialize(&b)
-	f.Add(b.Bytes())
+	f.Add(fuzzSeed(pub))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		p, err := PsbtPayload(hex.EncodeToString(raw), pub)
 		if err != nil {
