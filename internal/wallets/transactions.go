@@ -117,6 +117,7 @@ type BroadcastRequest struct {
 	MaxFeePerGas         *string         `json:"maxFeePerGas"`
 	MaxPriorityFeePerGas *string         `json:"maxPriorityFeePerGas"`
 	GasPrice             *string         `json:"gasPrice"`
+	Psbt                 *string         `json:"psbt"` // kind Psbt, Bitcoin wallets (bitcoin_broadcast.go)
 	ExternalID           string          `json:"externalId,omitempty"`
 }
 
@@ -323,6 +324,12 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 	if len(r.ExternalID) > 256 || !utf8.ValidString(r.ExternalID) {
 		return Transaction{}, errs.E(errs.Invalid, "externalId must be valid text of at most 256 bytes", nil)
 	}
+	if r.Kind == "Psbt" {
+		return s.broadcastPsbt(ctx, p, walletID, body, r)
+	}
+	if r.Psbt != nil {
+		return Transaction{}, errs.Ef(errs.Invalid, "psbt is not a field of %s broadcasts", clip(r.Kind))
+	}
 	plan, err := parseBroadcast(r)
 	if err != nil {
 		return Transaction{}, err
@@ -334,20 +341,8 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 	if s.txs == nil || s.chains == nil {
 		return Transaction{}, errs.E(errs.Unavailable, "no chain backends are configured", nil)
 	}
-	if r.ExternalID != "" {
-		prev, err := s.txs.GetTransactionByExternalID(ctx, p.OrgID, r.ExternalID)
-		if err == nil {
-			return replayTransaction(prev, w.ID, body)
-		}
-		if !errs.Is(err, errs.NotFound) {
-			return Transaction{}, err
-		}
-	}
-	if w.Status != Active {
-		return Transaction{}, errs.E(errs.Invalid, "wallet is not active", nil)
-	}
-	if w.Key.Status != keys.Active {
-		return Transaction{}, errs.E(errs.Invalid, "the wallet's key is archived", nil)
+	if prev, replay, err := s.replayOrSignable(ctx, p, w, r.ExternalID, body); replay || err != nil {
+		return prev, err
 	}
 	if _, ok := evm.Lookup(w.Network); !ok {
 		return Transaction{}, errs.Ef(errs.Invalid, "broadcasting is not supported on %s", w.Network)
@@ -441,15 +436,7 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 		return s.signEVM(ctx, w.Key, chainID, build(nonce))
 	}
 	out, err := s.txs.CreateTransaction(ctx, t, from.Hex(), chainNonce, sign)
-	if err != nil {
-		if errs.Is(err, errs.Conflict) && r.ExternalID != "" { // a concurrent request with the same externalId won
-			if prev, gerr := s.txs.GetTransactionByExternalID(ctx, p.OrgID, r.ExternalID); gerr == nil {
-				return replayTransaction(prev, w.ID, body)
-			}
-		}
-		return Transaction{}, err
-	}
-	return out, nil
+	return s.createdOrReplay(ctx, p, w.ID, r.ExternalID, body, out, err)
 }
 
 // nonceRefused explains why a caller-given nonce is not the allocator's next one.

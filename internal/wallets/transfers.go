@@ -102,6 +102,9 @@ func (s *Service) Transfer(ctx context.Context, p auth.Principal, walletID strin
 	if err != nil {
 		return Transfer{}, err
 	}
+	if s.btc.nodes[w.Network] != nil { // bitcoin_broadcast.go
+		return Transfer{}, errs.Ef(errs.Invalid, "transfers on %s are not supported (choosing coins needs a UTXO index): build a PSBT and broadcast it with kind Psbt", w.Network)
+	}
 	if !keys.IsEVM(w.Network) {
 		return Transfer{}, errs.Ef(errs.Invalid, "no RPC configured for %s: transfers on this network cannot be built or broadcast", w.Network)
 	}

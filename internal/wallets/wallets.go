@@ -60,6 +60,7 @@ type Service struct {
 	fills     FillStore
 	afterSend func(ctx context.Context, network, txHash string) // fault injection only, see SetAfterSend
 	history   *history                                          // nil until SetHistory
+	btc       bitcoinBroadcast                                  // Psbt broadcasts; empty until SetBitcoin
 }
 
 // NewService wires the wallets service.
