@@ -297,7 +297,9 @@ func TestSpeedUpCancel(t *testing.T) {
 			}
 			_, t1 := y1.body(t)
 			_, t2 := y2.body(t)
-			ten := func(x *big.Int) *big.Int { return new(big.Int).Div(new(big.Int).Mul(x, big.NewInt(110)), big.NewInt(100)) }
+			ten := func(x *big.Int) *big.Int {
+				return new(big.Int).Div(new(big.Int).Mul(x, big.NewInt(110)), big.NewInt(100))
+			}
 			if t2.GasTipCap().Cmp(ten(t1.GasTipCap())) < 0 || t2.GasFeeCap().Cmp(ten(t1.GasFeeCap())) < 0 || t2.Nonce() != t1.Nonce() {
 				t.Fatalf("second speed-up tip %v cap %v, first tip %v cap %v: want +10%% on both", t2.GasTipCap(), t2.GasFeeCap(), t1.GasTipCap(), t1.GasFeeCap())
 			}
@@ -439,6 +441,20 @@ func TestSpeedUpCancel(t *testing.T) {
 		} {
 			t.Run("fail/"+tc.name, func(t *testing.T) { refuse(t, tc.want, tc.call) })
 		}
+		t.Run("delegated", func(t *testing.T) {
+			// The delegation rule: the organization does not replace its end user's
+			// transactions (403 before the transfer is even looked up); the end user may.
+			alice, reg := signUpEndUser(t, n, adminActor(t, n), "alice@example.co", map[string]string{"network": network})
+			path := "/wallets/" + reg.Wallets[0].ID + "/transfers/xfr-00000-00000-0000000000000000/speed-up"
+			before := replaceDigest(t, n)
+			adminRefused(t, n, adminActor(t, n), "admin speeds up a delegated wallet's transfer", "POST", path, []byte(`{}`), 403)
+			if st, body := alice.signed(t, "POST", path, []byte(`{}`)); st != 404 {
+				t.Fatalf("end user, unknown transfer: %d %s, want 404", st, body)
+			}
+			if replaceDigest(t, n) != before {
+				t.Fatal("the refused requests changed the database")
+			}
+		})
 		t.Run("fail/without-user-action", func(t *testing.T) {
 			before := replaceDigest(t, n)
 			code, resp, err := c.Raw(ctx, http.MethodPost, "/wallets/"+from.ID+"/transfers/"+y.ID+"/speed-up", []byte(`{}`), "")
