@@ -18,6 +18,7 @@ import (
 	"github.com/countersign/countersign/internal/app/apptest"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testutil"
+	"github.com/countersign/countersign/internal/wallets"
 )
 
 // replTx is a TransactionRequest with the fields of speed-up and cancel.
@@ -463,6 +464,147 @@ func TestSpeedUpCancel(t *testing.T) {
 			}
 			if replaceDigest(t, n) != before {
 				t.Fatal("the refused request changed the database")
+			}
+		})
+	})
+}
+
+// TestSpeedUpByHand runs the broadcast jobs by hand (a node without job workers), to reach
+// the orders a busy node only sometimes takes: a request not broadcast yet, an original
+// mined before its replacement is sent, the original's own job settling a legacy speed-up.
+func TestSpeedUpByHand(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		ctx := context.Background()
+		const network = "BaseSepolia"
+		n := apptest.Start(t, e, apptest.Options{NoJobs: true})
+		c := n.Admin
+		backend, err := n.App.Chains.Get(ctx, network)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, sink := createWallet(t, c, network), createWallet(t, c, network)
+		if err := c.Do(ctx, http.MethodPost, "/dev/faucet", map[string]any{"network": network, "address": w.Address, "amount": "1000000000000000000"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		// until runs step until it returns nil (final), at most 60 s.
+		until := func(step func() error) {
+			t.Helper()
+			for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				err := step()
+				if err == nil {
+					return
+				}
+				if !errors.Is(err, wallets.ErrPending) || time.Now().After(deadline) {
+					t.Fatal(err)
+				}
+			}
+		}
+		getTx := func(id string) replTx {
+			t.Helper()
+			var r replTx
+			if err := c.Do(ctx, http.MethodGet, "/wallets/"+w.ID+"/transactions/"+id, nil, &r); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		getXfr := func(id string) replXfr {
+			t.Helper()
+			var r replXfr
+			if err := c.Do(ctx, http.MethodGet, "/wallets/"+w.ID+"/transfers/"+id, nil, &r); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		transfer := func() replXfr {
+			t.Helper()
+			var r replXfr
+			if err := c.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transfers", map[string]any{"kind": "Native", "to": sink.Address, "amount": "7"}, &r); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+
+		t.Run("fail/not-broadcast", func(t *testing.T) {
+			x := transfer() // Executing: its job has not run
+			for _, call := range []func() error{
+				func() error { return c.SpeedUpTransfer(ctx, w.ID, x.ID, nil) },
+				func() error { return c.CancelTransfer(ctx, w.ID, x.ID, nil) },
+			} {
+				before := replaceDigest(t, n)
+				if err := call(); status(err) != 400 || !strings.Contains(err.Error(), "not broadcast") {
+					t.Fatalf("%v, want 400 not broadcast", err)
+				}
+				if replaceDigest(t, n) != before {
+					t.Fatal("the refused request changed the database")
+				}
+			}
+			until(func() error { return n.App.Wallets.Advance(ctx, x.ID) })
+		})
+
+		t.Run("original-mined-first", func(t *testing.T) {
+			// Find a transfer whose job saw it sent but not yet mined (the dev chain mines in ms).
+			var x replXfr
+			for i := 0; ; i++ {
+				x = transfer()
+				err := n.App.Wallets.Advance(ctx, x.ID)
+				if errors.Is(err, wallets.ErrPending) {
+					x = getXfr(x.ID) // the hash is reported once broadcast
+					break
+				}
+				if err != nil || i == 10 {
+					t.Skipf("no transfer was seen pending in 10 tries (%v)", err)
+				}
+			}
+			for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) { // mined, still Broadcasted in the database
+				if _, err := backend.Client.TransactionReceipt(ctx, common.HexToHash(x.TxHash)); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("transfer %+v not mined", x)
+				}
+			}
+			var r replTx
+			if err := c.SpeedUpTransfer(ctx, w.ID, x.ID, &r); err != nil {
+				t.Fatal(err)
+			}
+			until(func() error { return n.App.Wallets.AdvanceTransaction(ctx, r.ID) }) // refused "nonce too low", then settled
+			got, rr := getXfr(x.ID), getTx(r.ID)
+			if got.Status != "Confirmed" || got.TxHash != x.TxHash || got.ReplacementID != r.ID || got.Fee == "" {
+				t.Fatalf("original %+v", got)
+			}
+			if rr.Status != "Failed" || !strings.Contains(rr.Reason, "mined first") || rr.Fee != "" {
+				t.Fatalf("replacement %+v", rr)
+			}
+			if err := n.App.Wallets.Advance(ctx, x.ID); err != nil {
+				t.Fatalf("the original's job after settling: %v", err)
+			}
+		})
+
+		t.Run("legacy-settled-by-the-original", func(t *testing.T) {
+			var a replTx
+			body := map[string]any{"kind": "EvmLegacy", "to": sink.Address, "value": "11", "gasLimit": "21000", "gasPrice": "1"}
+			if err := c.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transactions", body, &a); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.App.Wallets.AdvanceTransaction(ctx, a.ID); !errors.Is(err, wallets.ErrPending) {
+				t.Fatalf("a gas price of 1 wei is mined: %v", err)
+			}
+			var r replTx
+			if err := c.SpeedUpTransaction(ctx, w.ID, a.ID, &r); err != nil {
+				t.Fatal(err)
+			}
+			_, tx := r.body(t)
+			if tx.Type() != types.LegacyTxType || tx.GasPrice().Cmp(big.NewInt(3e9)) < 0 || tx.Value().Int64() != 11 {
+				t.Fatalf("legacy speed-up: type %d price %v", tx.Type(), tx.GasPrice())
+			}
+			// Only the replacement's send runs as a job; the original's job decides.
+			if err := n.App.Wallets.AdvanceTransaction(ctx, r.ID); err != nil && !errors.Is(err, wallets.ErrPending) {
+				t.Fatal(err)
+			}
+			until(func() error { return n.App.Wallets.AdvanceTransaction(ctx, a.ID) })
+			got, rr := getTx(a.ID), getTx(r.ID)
+			if got.Status != "Confirmed" || got.TxHash != tx.Hash().Hex() || rr.Status != "Confirmed" || got.Fee != rr.Fee {
+				t.Fatalf("original %+v replacement %+v", got, rr)
 			}
 		})
 	})
