@@ -354,6 +354,7 @@ func (s *Service) loadReplaced(ctx context.Context, id string) (replacedReq, err
 type competitor struct {
 	id, kind, hash string // kind "" for the replaced request itself
 	raw            []byte
+	refused        bool // a replacement the network refused: never to be sent again
 }
 
 // settle decides the nonce that r and its replacements reps compete for: it returns
@@ -364,7 +365,7 @@ func (s *Service) settle(ctx context.Context, b *registry.Backend, r replacedReq
 	for _, t := range reps {
 		var body replacementBody
 		_ = json.Unmarshal(t.RequestBody, &body)
-		cs = append(cs, competitor{id: t.ID, kind: body.Kind, hash: t.TxHash, raw: t.RawTx})
+		cs = append(cs, competitor{id: t.ID, kind: body.Kind, hash: t.TxHash, raw: t.RawTx, refused: t.Status == Failed})
 	}
 	winner, rc, err := s.minedCompetitor(ctx, b, cs)
 	if err != nil {
@@ -411,7 +412,7 @@ func (s *Service) settle(ctx context.Context, b *registry.Backend, r replacedReq
 // minedCompetitor returns the competitor whose transaction is mined, with its receipt;
 // (nil, nil, nil) when the nonce is used by another transaction; ErrPending while the
 // nonce is not used. When the node knows none of the competitors (a restarted node loses
-// its pool), the newest one is sent again.
+// its pool), the newest one the network did not refuse is sent again.
 func (s *Service) minedCompetitor(ctx context.Context, b *registry.Backend, cs []competitor) (*competitor, *types.Receipt, error) {
 	find := func() (*competitor, *types.Receipt, error) {
 		for i := range cs {
@@ -428,8 +429,12 @@ func (s *Service) minedCompetitor(ctx context.Context, b *registry.Backend, cs [
 	if c, rc, err := find(); c != nil || err != nil {
 		return c, rc, err
 	}
+	last := len(cs) - 1
+	for last > 0 && cs[last].refused {
+		last--
+	}
 	var newest types.Transaction
-	if err := newest.UnmarshalBinary(cs[len(cs)-1].raw); err != nil {
+	if err := newest.UnmarshalBinary(cs[last].raw); err != nil {
 		return nil, nil, err
 	}
 	from, err := types.Sender(types.LatestSignerForChainID(newest.ChainId()), &newest)
