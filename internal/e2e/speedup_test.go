@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 
+	"github.com/countersign/countersign/client"
 	"github.com/countersign/countersign/internal/app/apptest"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testutil"
@@ -55,6 +56,14 @@ func (r replTx) body(t testing.TB) (replBody, *types.Transaction) {
 		t.Fatalf("signedTx: %v", err)
 	}
 	return b, &tx
+}
+
+// getRequest reads a transfer or transaction into out.
+func getRequest(t testing.TB, c *client.Client, path string, out any) {
+	t.Helper()
+	if err := c.Do(t.Context(), http.MethodGet, path, nil, out); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // replaceDigest digests what a speed-up or cancel may write: every transfer and
@@ -129,22 +138,8 @@ func TestSpeedUpCancel(t *testing.T) {
 		for balance(from.Address).Sign() == 0 {
 			time.Sleep(20 * time.Millisecond)
 		}
-		getTx := func(id string) replTx {
-			t.Helper()
-			var r replTx
-			if err := c.Do(ctx, http.MethodGet, "/wallets/"+from.ID+"/transactions/"+id, nil, &r); err != nil {
-				t.Fatal(err)
-			}
-			return r
-		}
-		getXfr := func(id string) replXfr {
-			t.Helper()
-			var r replXfr
-			if err := c.Do(ctx, http.MethodGet, "/wallets/"+from.ID+"/transfers/"+id, nil, &r); err != nil {
-				t.Fatal(err)
-			}
-			return r
-		}
+		getTx := func(id string) (r replTx) { getRequest(t, c, "/wallets/"+from.ID+"/transactions/"+id, &r); return r }
+		getXfr := func(id string) (r replXfr) { getRequest(t, c, "/wallets/"+from.ID+"/transfers/"+id, &r); return r }
 		waitFor := func(what string, read func() (string, string)) {
 			t.Helper()
 			for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -499,22 +494,8 @@ func TestSpeedUpByHand(t *testing.T) {
 				}
 			}
 		}
-		getTx := func(id string) replTx {
-			t.Helper()
-			var r replTx
-			if err := c.Do(ctx, http.MethodGet, "/wallets/"+w.ID+"/transactions/"+id, nil, &r); err != nil {
-				t.Fatal(err)
-			}
-			return r
-		}
-		getXfr := func(id string) replXfr {
-			t.Helper()
-			var r replXfr
-			if err := c.Do(ctx, http.MethodGet, "/wallets/"+w.ID+"/transfers/"+id, nil, &r); err != nil {
-				t.Fatal(err)
-			}
-			return r
-		}
+		getTx := func(id string) (r replTx) { getRequest(t, c, "/wallets/"+w.ID+"/transactions/"+id, &r); return r }
+		getXfr := func(id string) (r replXfr) { getRequest(t, c, "/wallets/"+w.ID+"/transfers/"+id, &r); return r }
 		transfer := func() replXfr {
 			t.Helper()
 			var r replXfr
