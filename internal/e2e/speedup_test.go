@@ -342,7 +342,8 @@ func TestSpeedUpCancel(t *testing.T) {
 		t.Run("cancel/transaction", func(t *testing.T) {
 			s := stuck("4000")
 			var r replTx
-			if err := c.CancelTransaction(ctx, from.ID, s.ID, &r); err != nil {
+			// As the Dfns Go SDK sends it: no body at all (and a user action over no payload).
+			if err := c.Do(ctx, http.MethodPost, "/wallets/"+from.ID+"/transactions/"+s.ID+"/cancel", []byte{}, &r); err != nil {
 				t.Fatal(err)
 			}
 			got := waitTx(s.ID, "Failed")
