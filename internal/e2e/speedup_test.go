@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -559,6 +560,83 @@ func TestSpeedUpByHand(t *testing.T) {
 			}
 			if err := n.App.Wallets.Advance(ctx, x.ID); err != nil {
 				t.Fatalf("the original's job after settling: %v", err)
+			}
+		})
+
+		t.Run("concurrent-speed-ups", func(t *testing.T) {
+			var a replTx
+			body := map[string]any{"kind": "Eip1559", "to": sink.Address, "value": "13", "gasLimit": "21000", "maxFeePerGas": "1", "maxPriorityFeePerGas": "1"}
+			if err := c.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transactions", body, &a); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.App.Wallets.AdvanceTransaction(ctx, a.ID); !errors.Is(err, wallets.ErrPending) {
+				t.Fatalf("a fee cap of 1 wei is mined: %v", err)
+			}
+			// Four at once: each either bumps over the one before it, or is refused (409)
+			// because another changed the transaction meanwhile; none bumps the same fees twice.
+			const k = 4
+			results := make(chan replTx, k)
+			codes := make(chan int, k)
+			for range k {
+				go func() {
+					var r replTx
+					err := c.SpeedUpTransaction(ctx, w.ID, a.ID, &r)
+					codes <- status(err)
+					if err == nil {
+						results <- r
+					}
+				}()
+			}
+			var ok []*types.Transaction
+			newest := map[string]string{}
+			for range k {
+				switch code := <-codes; code {
+				case 0:
+					r := <-results
+					_, tx := r.body(t)
+					ok = append(ok, tx)
+					newest[tx.Hash().Hex()] = r.ID
+				case 409:
+				default:
+					t.Fatalf("concurrent speed-up: %d", code)
+				}
+			}
+			if len(ok) == 0 {
+				t.Fatal("no speed-up succeeded")
+			}
+			t.Logf("%d of %d concurrent speed-ups succeeded, the others were refused with 409", len(ok), k)
+			slices.SortFunc(ok, func(x, y *types.Transaction) int { return x.GasFeeCap().Cmp(y.GasFeeCap()) })
+			for i := 1; i < len(ok); i++ {
+				p, q := ok[i-1], ok[i]
+				if q.GasTipCap().Cmp(new(big.Int).Div(new(big.Int).Mul(p.GasTipCap(), big.NewInt(110)), big.NewInt(100))) < 0 ||
+					q.GasFeeCap().Cmp(new(big.Int).Div(new(big.Int).Mul(p.GasFeeCap(), big.NewInt(110)), big.NewInt(100))) < 0 {
+					t.Fatalf("two speed-ups bumped the same fees: %v/%v and %v/%v", p.GasTipCap(), p.GasFeeCap(), q.GasTipCap(), q.GasFeeCap())
+				}
+			}
+			top := ok[len(ok)-1]
+			if got := getTx(a.ID); got.ReplacementID != newest[top.Hash().Hex()] {
+				t.Fatalf("replacementId %s, want the highest-priced %s", got.ReplacementID, newest[top.Hash().Hex()])
+			}
+			// Sent in price order (a job per replacement): the first sent is mined at once (the
+			// dev chain seals on arrival); it decides for all.
+			for _, tx := range ok {
+				if err := n.App.Wallets.AdvanceTransaction(ctx, newest[tx.Hash().Hex()]); err != nil && !errors.Is(err, wallets.ErrPending) {
+					t.Fatal(err)
+				}
+			}
+			until(func() error { return n.App.Wallets.AdvanceTransaction(ctx, a.ID) })
+			got, confirmed := getTx(a.ID), 0
+			for _, tx := range ok {
+				r := getTx(newest[tx.Hash().Hex()])
+				switch {
+				case r.Status == "Confirmed" && r.TxHash == got.TxHash && r.Fee == got.Fee:
+					confirmed++
+				case r.Status != "Failed":
+					t.Fatalf("replacement %+v", r)
+				}
+			}
+			if got.Status != "Confirmed" || confirmed != 1 {
+				t.Fatalf("original %+v, %d replacements confirmed with its hash, want 1", got, confirmed)
 			}
 		})
 
