@@ -669,3 +669,92 @@ func TestSpeedUpByHand(t *testing.T) {
 		})
 	})
 }
+
+// TestSpeedUpSurvivesRestart: a node restart empties the dev chain's pool. The job of a
+// sped-up transfer then sends its newest replacement again (not the replaced original),
+// and the replacement is what is mined once the nonce before it is unblocked.
+func TestSpeedUpSurvivesRestart(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, e testutil.Engine) {
+		ctx := context.Background()
+		const network = "EthereumSepolia"
+		dsn, dir := e.DSN(t), t.TempDir()
+		a := apptest.Start(t, e, apptest.Options{DSN: dsn, DataDir: dir, NoJobs: true}) // jobs run by hand
+		w := createWallet(t, a.Admin, network)
+		if err := a.Admin.Do(ctx, http.MethodPost, "/dev/faucet", map[string]any{"network": network, "address": w.Address, "amount": "1000000000000000000"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		pending := func(err error) {
+			t.Helper()
+			if !errors.Is(err, wallets.ErrPending) {
+				t.Fatalf("%v, want pending", err)
+			}
+		}
+		var stuck replTx
+		body := map[string]any{"kind": "Eip1559", "to": w.Address, "value": "0", "gasLimit": "21000", "maxFeePerGas": "1", "maxPriorityFeePerGas": "1"}
+		if err := a.Admin.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transactions", body, &stuck); err != nil {
+			t.Fatal(err)
+		}
+		pending(a.App.Wallets.AdvanceTransaction(ctx, stuck.ID))
+		var x replXfr
+		if err := a.Admin.Do(ctx, http.MethodPost, "/wallets/"+w.ID+"/transfers", map[string]any{"kind": "Native", "to": "0x000000000000000000000000000000000000dEaD", "amount": "77"}, &x); err != nil {
+			t.Fatal(err)
+		}
+		pending(a.App.Wallets.Advance(ctx, x.ID)) // queued behind the stuck nonce
+		var xs replTx
+		if err := a.Admin.SpeedUpTransfer(ctx, w.ID, x.ID, &xs); err != nil {
+			t.Fatal(err)
+		}
+		pending(a.App.Wallets.AdvanceTransaction(ctx, xs.ID))
+		getRequest(t, a.Admin, "/wallets/"+w.ID+"/transfers/"+x.ID, &x)
+		xsHash := mustHash(t, xs) // not reported while the speed-up is Pending
+		a.Stop()
+
+		b := apptest.Start(t, e, apptest.Options{DSN: dsn, DataDir: dir, NoJobs: true})
+		backend, err := b.App.Chains.Get(ctx, network)
+		if err != nil {
+			t.Fatal(err)
+		}
+		known := func(hash string) bool {
+			_, _, err := backend.Client.TransactionByHash(ctx, common.HexToHash(hash))
+			return err == nil
+		}
+		if known(x.TxHash) || known(xsHash) {
+			t.Fatal("the restarted node's pool still holds the transfer")
+		}
+		pending(b.App.Wallets.Advance(ctx, x.ID)) // the transfer's job: none of its transactions is known
+		if !known(xsHash) || known(x.TxHash) {
+			t.Fatalf("after the transfer's job: speed-up known %v, original known %v; want only the speed-up sent again", known(xsHash), known(x.TxHash))
+		}
+		pending(b.App.Wallets.AdvanceTransaction(ctx, stuck.ID)) // sent again too, still stuck
+		var ss replTx
+		if err := b.Admin.SpeedUpTransaction(ctx, w.ID, stuck.ID, &ss); err != nil {
+			t.Fatal(err)
+		}
+		for _, step := range []func() error{
+			func() error { return b.App.Wallets.AdvanceTransaction(ctx, ss.ID) },
+			func() error { return b.App.Wallets.Advance(ctx, x.ID) },
+		} {
+			for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				err := step()
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, wallets.ErrPending) || time.Now().After(deadline) {
+					t.Fatal(err)
+				}
+			}
+		}
+		var got replXfr
+		getRequest(t, b.Admin, "/wallets/"+w.ID+"/transfers/"+x.ID, &got)
+		if got.Status != "Confirmed" || got.TxHash != xsHash {
+			t.Fatalf("transfer after restart %+v, want Confirmed with the speed-up's hash", got)
+		}
+	})
+}
+
+// mustHash is the hash of a replacement's signed transaction.
+func mustHash(t testing.TB, r replTx) string {
+	t.Helper()
+	_, tx := r.body(t)
+	return tx.Hash().Hex()
+}
