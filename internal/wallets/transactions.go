@@ -657,13 +657,15 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 	}
 	rc, err := s.receipt(ctx, b, &tx)
 	var re *refusedError
+	if errors.Is(err, errNonceTaken) || errors.As(err, &re) {
+		if done, err := s.replaced(ctx, b, o); done { // replaced meanwhile, and the replacement was mined
+			return err
+		}
+	}
 	if errors.As(err, &re) { // dropped by the network, then refused when sent again
 		return s.refused(ctx, b, o, re.err, save)
 	}
 	if errors.Is(err, errNonceTaken) {
-		if done, err := s.replaced(ctx, b, o); done { // replaced meanwhile, and the replacement was mined
-			return err
-		}
 		o.Status, o.Reason = Failed, "another transaction took nonce "+fmt.Sprint(o.Nonce)
 		o.ConfirmedAt = s.now().UTC().Truncate(time.Millisecond)
 		return save()
