@@ -80,6 +80,10 @@ func (s *Server) routes() {
 	s.handle("POST /wallets/{id}/transactions", s.createTransaction)
 	s.handle("GET /wallets/{id}/transactions", s.listTransactions)
 	s.handle("GET /wallets/{id}/transactions/{transactionId}", s.getTransaction)
+	s.handle("POST /wallets/{id}/transfers/{transferId}/speed-up", s.speedUpTransfer)
+	s.handle("POST /wallets/{id}/transfers/{transferId}/cancel", s.cancelTransfer)
+	s.handle("POST /wallets/{id}/transactions/{transactionId}/speed-up", s.speedUpTransaction)
+	s.handle("POST /wallets/{id}/transactions/{transactionId}/cancel", s.cancelTransaction)
 	s.handle("GET /wallets/{id}/signatures", s.listSignatures("", "id"))
 	s.handle("GET /wallets/{id}/signatures/{sigId}", s.getSignature("", "id"))
 

@@ -52,6 +52,8 @@ type Transaction struct {
 	CreatedAt        time.Time
 	BroadcastedAt    time.Time
 	ConfirmedAt      time.Time
+	ReplacementID    string // newest speed-up or cancel of this transaction (replace.go)
+	Replaces         string // for a speed-up or cancel: the transfer or transaction it replaces
 }
 
 // TransactionStore persists broadcast requests.
@@ -580,6 +582,9 @@ func (s *Service) AdvanceTransaction(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if t.Replaces != "" { // a speed-up or cancel (replace.go)
+		return s.advanceReplacement(ctx, t)
+	}
 	o := outgoing{ID: t.ID, OrgID: t.OrgID, WalletID: t.WalletID, Network: t.Network, Status: t.Status, Reason: t.Reason,
 		Fee: t.Fee, Nonce: t.Nonce, RawTx: t.RawTx, TxHash: t.TxHash, BroadcastedAt: t.BroadcastedAt, ConfirmedAt: t.ConfirmedAt}
 	return s.advance(ctx, &o, func() error {
@@ -634,8 +639,16 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 			return err
 		}
 	}
+	if done, err := s.replaced(ctx, b, o); done { // sped up or cancelled: replace.go settles the nonce
+		return err
+	}
 	rc, err := s.receipt(ctx, b, &tx)
 	var re *refusedError
+	if errors.Is(err, errNonceTaken) || errors.As(err, &re) {
+		if done, err := s.replaced(ctx, b, o); done { // replaced meanwhile, and the replacement was mined
+			return err
+		}
+	}
 	if errors.As(err, &re) { // dropped by the network, then refused when sent again
 		return s.refused(ctx, b, o, re.err, save)
 	}

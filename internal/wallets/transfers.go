@@ -52,6 +52,7 @@ type Transfer struct {
 	CreatedAt        time.Time
 	BroadcastedAt    time.Time
 	ConfirmedAt      time.Time
+	ReplacementID    string // newest speed-up or cancel of this transfer (replace.go)
 }
 
 // TransferStore persists transfers.
