@@ -197,6 +197,7 @@ var exempt = map[string]bool{
 	"POST /auth/registration/social": true, "PUT /auth/registration/code": true,
 	"POST /auth/recover/user/code": true, "POST /auth/recover/user/init": true, "POST /auth/recover/user": true,
 	"POST /auth/credentials/init": true, "POST /auth/credentials/code/init": true, "POST /auth/credentials/code/verify": true,
+	"POST /networks/read-contract": true,
 }
 
 // NeedsUserAction reports whether a call must carry X-DFNS-USERACTION.

@@ -145,6 +145,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) 
 	if err := a.wireTransactions(db, queue); err != nil {
 		return fail(err)
 	}
+	if err := a.wireBitcoin(db, queue); err != nil {
+		return fail(err)
+	}
 	if err := a.startHistory(); err != nil {
 		return fail(err)
 	}

@@ -161,6 +161,7 @@ func (a *App) wireTransactions(db *store.DB, q *jobs.Queue) error {
 	}
 	ts := txStore{DB: db, q: q}
 	a.Wallets.SetTransactions(ts, ts)
+	a.Wallets.SetReplacements(replaceStore{DB: db, q: q})
 	if os.Getenv(FaultEnv) == "kill-after-send" {
 		a.Log.Warn("fault injection: this node kills itself after its first broadcast", "env", FaultEnv)
 		a.Wallets.SetAfterSend(func(ctx context.Context, network, hash string) {
@@ -179,4 +180,19 @@ func (a *App) wireTransactions(db *store.DB, q *jobs.Queue) error {
 		return err
 	}
 	return jobs.Register(q, &fillWorker{w: a.Wallets})
+}
+
+// replaceStore is the store's speed-ups and cancels plus the job queue: a replacement and
+// the job that broadcasts it (a transaction_broadcast job, like any broadcast request)
+// are inserted in one transaction (outbox).
+type replaceStore struct {
+	*store.DB
+	q *jobs.Queue
+}
+
+func (s replaceStore) CreateReplacement(ctx context.Context, r wallets.Transaction, prev string) error {
+	return s.DB.CreateReplacement(ctx, r, prev, func(ctx context.Context, tx *store.Tx) error {
+		_, err := s.q.InsertTx(ctx, tx, transactionArgs{TransactionID: r.ID}, nil)
+		return err
+	})
 }

@@ -31,6 +31,7 @@ type Config struct {
 	ChallengeTTL  time.Duration `name:"challenge-ttl" help:"Lifetime of user action challenges and tokens." default:"5m" env:"COUNTERSIGN_CHALLENGE_TTL"`
 	LogLevel      string        `name:"log-level" help:"debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"COUNTERSIGN_LOG_LEVEL"`
 	EVMRPC        []string      `name:"evm-rpc" help:"RPC endpoint of an EVM network, as Network=URL (repeatable). Every other EVM network runs on an embedded dev chain." env:"COUNTERSIGN_EVM_RPC"`
+	BitcoinRPC    []string      `name:"bitcoin-rpc" help:"JSON-RPC endpoint of a Bitcoin node (bitcoind or btcd, with -txindex) for a Bitcoin network, as Network=http://user:pass@host:port (repeatable). Psbt broadcasts on that network go to it; without one they are refused." env:"COUNTERSIGN_BITCOIN_RPC"`
 	DebugListen   string        `name:"debug-listen" help:"Serve /debug/pprof on this address (off when empty; keep it on loopback)." env:"COUNTERSIGN_DEBUG_LISTEN"`
 	NoJobs        bool          `name:"no-jobs" help:"Serve the API but work no background jobs (other nodes on the same database work them)." env:"COUNTERSIGN_NO_JOBS"`
 	NoBootstrap   bool          `name:"no-bootstrap" help:"Do not create the first organization and admin service account." env:"COUNTERSIGN_NO_BOOTSTRAP"`

@@ -142,6 +142,7 @@ func TestBitcoinSolanaWallets(t *testing.T) {
 		}{
 			{"Bitcoin", "ECDSA", "secp256k1", &chaincfg.MainNetParams},
 			{"BitcoinTestnet3", "ECDSA", "secp256k1", &chaincfg.TestNet3Params},
+			{"BitcoinTestnet4", "ECDSA", "secp256k1", &chaincfg.TestNet3Params}, // same address encoding (tb1)
 			{"BitcoinSignet", "ECDSA", "secp256k1", &chaincfg.SigNetParams},
 			{"Solana", "EdDSA", "ed25519", nil},
 			{"SolanaDevnet", "EdDSA", "ed25519", nil},
@@ -328,7 +329,6 @@ func TestBitcoinSolanaWallets(t *testing.T) {
 				{"wallet/eddsa-key-on-bitcoin", "/wallets", map[string]any{"network": "Bitcoin", "signingKey": map[string]string{"id": w["eddsaKey"].SigningKey.ID}}, 400, "Bitcoin wallets use ECDSA/secp256k1 keys"},
 				{"wallet/eddsa-scheme-on-bitcoin", "/wallets", map[string]any{"network": "Bitcoin", "signingKey": map[string]string{"scheme": "EdDSA", "curve": "ed25519"}}, 400, ""},
 				{"wallet/ecdsa-scheme-on-solana", "/wallets", map[string]any{"network": "Solana", "signingKey": map[string]string{"scheme": "ECDSA", "curve": "secp256k1"}}, 400, ""},
-				{"wallet/testnet4", "/wallets", map[string]any{"network": "BitcoinTestnet4"}, 400, ""},
 				{"transfer/bitcoin", "/wallets/" + bw.ID + "/transfers", map[string]any{"kind": "Native", "to": "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx", "amount": "1000"}, 400, "no RPC configured for BitcoinTestnet3: transfers on this network cannot be built or broadcast"},
 				{"transfer/solana", "/wallets/" + sw.ID + "/transfers", map[string]any{"kind": "Native", "to": base58.Encode(stranger), "amount": "1"}, 400, "no RPC configured for Solana: transfers on this network cannot be built or broadcast"},
 			} {

@@ -80,6 +80,10 @@ func (s *Server) routes() {
 	s.handle("POST /wallets/{id}/transactions", s.createTransaction)
 	s.handle("GET /wallets/{id}/transactions", s.listTransactions)
 	s.handle("GET /wallets/{id}/transactions/{transactionId}", s.getTransaction)
+	s.handle("POST /wallets/{id}/transfers/{transferId}/speed-up", s.speedUpTransfer)
+	s.handle("POST /wallets/{id}/transfers/{transferId}/cancel", s.cancelTransfer)
+	s.handle("POST /wallets/{id}/transactions/{transactionId}/speed-up", s.speedUpTransaction)
+	s.handle("POST /wallets/{id}/transactions/{transactionId}/cancel", s.cancelTransaction)
 	s.handle("GET /wallets/{id}/signatures", s.listSignatures("", "id"))
 	s.handle("GET /wallets/{id}/signatures/{sigId}", s.getSignature("", "id"))
 
@@ -92,6 +96,11 @@ func (s *Server) routes() {
 	s.handle("POST /webhooks/{id}/ping", s.pingWebhook)
 	s.handle("GET /webhooks/{id}/events", s.listWebhookEvents)
 	s.handle("GET /webhooks/{id}/events/{eventId}", s.getWebhookEvent)
+
+	// Networks (dfns-api.md §4.7). read-contract is a read: the TS SDK sends it without a
+	// user action (simpleFetch in generated/networks/client.ts), so it takes none.
+	s.handle("GET /networks/fees", s.networkFees)
+	s.handle("POST /networks/read-contract", s.readContract, noUA)
 
 	// Dev-only faucet: bearer auth, no user action (it moves only dev-chain play money).
 	s.handle("GET /dev/faucet", s.faucetInfo)

@@ -23,6 +23,7 @@ type transactionJSON struct {
 	DateBroadcasted string          `json:"dateBroadcasted,omitempty"`
 	DateConfirmed   string          `json:"dateConfirmed,omitempty"`
 	ExternalID      string          `json:"externalId,omitempty"`
+	ReplacementID   string          `json:"replacementId,omitempty"`
 }
 
 func toTransaction(t wallets.Transaction) transactionJSON {
@@ -31,7 +32,7 @@ func toTransaction(t wallets.Transaction) transactionJSON {
 		RequestBody: t.RequestBody, Status: t.Status, Reason: t.Reason, Fee: t.Fee, ExternalID: t.ExternalID,
 		DateRequested:   jsTime(t.CreatedAt),
 		DateBroadcasted: optTime(t.BroadcastedAt),
-		DateConfirmed:   optTime(t.ConfirmedAt)}
+		DateConfirmed:   optTime(t.ConfirmedAt), ReplacementID: t.ReplacementID}
 	// As for transfers: the hash is known from signing, but reported once the transaction is on its way.
 	if t.Status != wallets.Pending {
 		out.TxHash = t.TxHash

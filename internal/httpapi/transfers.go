@@ -31,6 +31,7 @@ type transferJSON struct {
 	DateBroadcasted string `json:"dateBroadcasted,omitempty"`
 	DateConfirmed   string `json:"dateConfirmed,omitempty"`
 	ExternalID      string `json:"externalId,omitempty"`
+	ReplacementID   string `json:"replacementId,omitempty"`
 }
 
 func toTransfer(t wallets.Transfer) transferJSON {
@@ -39,7 +40,7 @@ func toTransfer(t wallets.Transfer) transferJSON {
 		RequestBody: t.RequestBody, Status: t.Status, Reason: t.Reason, Fee: t.Fee, ExternalID: t.ExternalID,
 		DateRequested:   jsTime(t.CreatedAt),
 		DateBroadcasted: optTime(t.BroadcastedAt),
-		DateConfirmed:   optTime(t.ConfirmedAt)}
+		DateConfirmed:   optTime(t.ConfirmedAt), ReplacementID: t.ReplacementID}
 	// The hash is known from signing, but reported once the transaction is on its way.
 	if t.Status != wallets.Executing {
 		out.TxHash = t.TxHash

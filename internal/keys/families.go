@@ -96,7 +96,8 @@ func LookupNetwork(name string) (Network, bool) {
 func IsEVM(network string) bool { return networkFamily(network) == familyEVM }
 
 // prepareBitcoin prepares the Bitcoin kinds: Hash (DER-encoded), Psbt (every input of the
-// key signed, BIP-143). There is no Bitcoin Message kind; Bip322 is not implemented.
+// key signed, BIP-143), Bip322 (a BIP-322 Simple or Full proof for the key's P2WPKH
+// address). There is no Bitcoin Message kind.
 func prepareBitcoin(k PubKey, network string, r SignRequest) (Prepared, error) {
 	var p bitcoin.Payload
 	var err error
@@ -109,9 +110,9 @@ func prepareBitcoin(k PubKey, network string, r SignRequest) (Prepared, error) {
 		}
 		p, err = bitcoin.PsbtPayload(r.Psbt, k.Key)
 	case "Message":
-		return Prepared{}, errs.E(errs.Invalid, "Bitcoin has no Message signatures: sign a Psbt (or a Hash)", nil)
+		return Prepared{}, errs.E(errs.Invalid, "Bitcoin has no Message signatures: sign messages with Bip322, transactions with Psbt", nil)
 	case "Bip322":
-		return Prepared{}, errs.E(errs.Invalid, "Bip322 message signatures are not supported yet", nil)
+		p, err = bitcoin.Bip322Payload(r.Message, r.Format, k.Key)
 	case "":
 		return Prepared{}, errs.E(errs.Invalid, "kind is required", nil)
 	default:

@@ -269,6 +269,7 @@ type SignRequest struct {
 	Message        json.RawMessage `json:"message,omitempty"` // hex string (Message) or object (Eip712)
 	Transaction    string          `json:"transaction,omitempty"`
 	Psbt           string          `json:"psbt,omitempty"`
+	Format         string          `json:"format,omitempty"` // Bip322: Simple (default) or Full
 	Types          json.RawMessage `json:"types,omitempty"`
 	Domain         json.RawMessage `json:"domain,omitempty"`
 	PrimaryType    string          `json:"primaryType,omitempty"`

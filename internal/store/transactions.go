@@ -10,13 +10,14 @@ import (
 
 const transactionCols = `id, org_id, wallet_id, network, requester_user_id, requester_token_id, request_body, status,
 	COALESCE(reason, ''), nonce, raw_tx, tx_hash, COALESCE(fee, ''), COALESCE(external_id, ''), created_at,
-	COALESCE(broadcasted_at, 0), COALESCE(confirmed_at, 0)`
+	COALESCE(broadcasted_at, 0), COALESCE(confirmed_at, 0), COALESCE(replacement_id, ''), COALESCE(replaces, '')`
 
 func scanTransaction(s scanner, t *wallets.Transaction) error {
 	var body []byte
 	var nonce, c, b, cf int64
 	if err := s.Scan(&t.ID, &t.OrgID, &t.WalletID, &t.Network, &t.RequesterUserID, &t.RequesterTokenID, &body,
-		&t.Status, &t.Reason, &nonce, &t.RawTx, &t.TxHash, &t.Fee, &t.ExternalID, &c, &b, &cf); err != nil {
+		&t.Status, &t.Reason, &nonce, &t.RawTx, &t.TxHash, &t.Fee, &t.ExternalID, &c, &b, &cf,
+		&t.ReplacementID, &t.Replaces); err != nil {
 		return err
 	}
 	t.RequestBody, t.Nonce, t.CreatedAt = body, uint64(nonce), fromMS(c)

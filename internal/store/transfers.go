@@ -10,14 +10,14 @@ import (
 
 const transferCols = `id, org_id, wallet_id, network, requester_user_id, requester_token_id, request_body, asset_symbol,
 	asset_decimals, asset_verified, status, COALESCE(reason, ''), nonce, raw_tx, tx_hash, COALESCE(fee, ''),
-	COALESCE(external_id, ''), created_at, COALESCE(broadcasted_at, 0), COALESCE(confirmed_at, 0)`
+	COALESCE(external_id, ''), created_at, COALESCE(broadcasted_at, 0), COALESCE(confirmed_at, 0), COALESCE(replacement_id, '')`
 
 func scanTransfer(s scanner, t *wallets.Transfer) error {
 	var body []byte
 	var verified, nonce, c, b, cf int64
 	if err := s.Scan(&t.ID, &t.OrgID, &t.WalletID, &t.Network, &t.RequesterUserID, &t.RequesterTokenID, &body,
 		&t.AssetSymbol, &t.AssetDecimals, &verified, &t.Status, &t.Reason, &nonce, &t.RawTx, &t.TxHash, &t.Fee,
-		&t.ExternalID, &c, &b, &cf); err != nil {
+		&t.ExternalID, &c, &b, &cf, &t.ReplacementID); err != nil {
 		return err
 	}
 	t.RequestBody, t.AssetVerified, t.Nonce, t.CreatedAt = body, verified != 0, uint64(nonce), fromMS(c)

@@ -53,6 +53,8 @@ type Transaction struct {
 	CreatedAt        time.Time
 	BroadcastedAt    time.Time
 	ConfirmedAt      time.Time
+	ReplacementID    string // newest speed-up or cancel of this transaction (replace.go)
+	Replaces         string // for a speed-up or cancel: the transfer or transaction it replaces
 }
 
 // TransactionStore persists broadcast requests.
@@ -118,6 +120,7 @@ type BroadcastRequest struct {
 	MaxFeePerGas         *string         `json:"maxFeePerGas"`
 	MaxPriorityFeePerGas *string         `json:"maxPriorityFeePerGas"`
 	GasPrice             *string         `json:"gasPrice"`
+	Psbt                 *string         `json:"psbt"` // kind Psbt, Bitcoin wallets (bitcoin_broadcast.go)
 	ExternalID           string          `json:"externalId,omitempty"`
 }
 
@@ -324,6 +327,12 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 	if len(r.ExternalID) > 256 || !utf8.ValidString(r.ExternalID) {
 		return Transaction{}, errs.E(errs.Invalid, "externalId must be valid text of at most 256 bytes", nil)
 	}
+	if r.Kind == "Psbt" {
+		return s.broadcastPsbt(ctx, p, walletID, body, r)
+	}
+	if r.Psbt != nil {
+		return Transaction{}, errs.Ef(errs.Invalid, "psbt is not a field of %s broadcasts", clip(r.Kind))
+	}
 	plan, err := parseBroadcast(r)
 	if err != nil {
 		return Transaction{}, err
@@ -335,20 +344,8 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 	if s.txs == nil || s.chains == nil {
 		return Transaction{}, errs.E(errs.Unavailable, "no chain backends are configured", nil)
 	}
-	if r.ExternalID != "" {
-		prev, err := s.txs.GetTransactionByExternalID(ctx, p.OrgID, r.ExternalID)
-		if err == nil {
-			return replayTransaction(prev, w.ID, body)
-		}
-		if !errs.Is(err, errs.NotFound) {
-			return Transaction{}, err
-		}
-	}
-	if w.Status != Active {
-		return Transaction{}, errs.E(errs.Invalid, "wallet is not active", nil)
-	}
-	if w.Key.Status != keys.Active {
-		return Transaction{}, errs.E(errs.Invalid, "the wallet's key is archived", nil)
+	if prev, replay, err := s.replayOrSignable(ctx, p, w, r.ExternalID, body); replay || err != nil {
+		return prev, err
 	}
 	if _, ok := evm.Lookup(w.Network); !ok {
 		return Transaction{}, errs.Ef(errs.Invalid, "broadcasting is not supported on %s", w.Network)
@@ -383,7 +380,7 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 			return Transaction{}, errs.E(errs.Invalid, "the transaction's priority fee exceeds its max fee", nil)
 		}
 	} else {
-		defaultTip := new(big.Int).Mul(big.NewInt(tips[""]), big.NewInt(1e8))
+		defaultTip := new(big.Int).Mul(big.NewInt(tips[Standard]), big.NewInt(1e8)) // the Standard tip of transfers (networks.go)
 		if plan.legacy {
 			if plan.gasPrice == nil {
 				plan.gasPrice = new(big.Int).Add(new(big.Int).Mul(base, big.NewInt(2)), defaultTip)
@@ -442,15 +439,7 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 		return s.signEVM(ctx, w.Key, chainID, build(nonce))
 	}
 	out, err := s.txs.CreateTransaction(ctx, t, from.Hex(), chainNonce, sign)
-	if err != nil {
-		if errs.Is(err, errs.Conflict) && r.ExternalID != "" { // a concurrent request with the same externalId won
-			if prev, gerr := s.txs.GetTransactionByExternalID(ctx, p.OrgID, r.ExternalID); gerr == nil {
-				return replayTransaction(prev, w.ID, body)
-			}
-		}
-		return Transaction{}, err
-	}
-	return out, nil
+	return s.createdOrReplay(ctx, p, w.ID, r.ExternalID, body, out, err)
 }
 
 // nonceRefused explains why a caller-given nonce is not the allocator's next one.
@@ -594,6 +583,9 @@ func (s *Service) AdvanceTransaction(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if t.Replaces != "" { // a speed-up or cancel (replace.go)
+		return s.advanceReplacement(ctx, t)
+	}
 	o := outgoing{ID: t.ID, OrgID: t.OrgID, WalletID: t.WalletID, Network: t.Network, Status: t.Status, Reason: t.Reason,
 		Fee: t.Fee, Nonce: t.Nonce, RawTx: t.RawTx, TxHash: t.TxHash, BroadcastedAt: t.BroadcastedAt, ConfirmedAt: t.ConfirmedAt}
 	return s.advance(ctx, &o, func() error {
@@ -658,8 +650,16 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 			return err
 		}
 	}
+	if done, err := s.replaced(ctx, b, o); done { // sped up or cancelled: replace.go settles the nonce
+		return err
+	}
 	rc, err := s.receipt(ctx, b, &tx)
 	var re *refusedError
+	if errors.Is(err, errNonceTaken) || errors.As(err, &re) {
+		if done, err := s.replaced(ctx, b, o); done { // replaced meanwhile, and the replacement was mined
+			return err
+		}
+	}
 	if errors.As(err, &re) { // dropped by the network, then refused when sent again
 		return s.refused(ctx, b, o, re.err, save)
 	}

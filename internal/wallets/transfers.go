@@ -52,6 +52,7 @@ type Transfer struct {
 	CreatedAt        time.Time
 	BroadcastedAt    time.Time
 	ConfirmedAt      time.Time
+	ReplacementID    string // newest speed-up or cancel of this transfer (replace.go)
 }
 
 // TransferStore persists transfers.
@@ -83,9 +84,6 @@ type TransferRequest struct {
 	ExternalID string `json:"externalId,omitempty"`
 }
 
-// tips are the priority fees per priority (gwei ×10 to keep 1.5 exact).
-var tips = map[string]int64{"": 15, "Standard": 15, "Slow": 10, "Fast": 30}
-
 // erc20TransferSelector is keccak256("transfer(address,uint256)")[:4].
 var erc20TransferSelector = []byte{0xa9, 0x05, 0x9c, 0xbb}
 
@@ -105,6 +103,9 @@ func (s *Service) Transfer(ctx context.Context, p auth.Principal, walletID strin
 	if err != nil {
 		return Transfer{}, err
 	}
+	if s.btc.nodes[w.Network] != nil { // bitcoin_broadcast.go
+		return Transfer{}, errs.Ef(errs.Invalid, "transfers on %s are not supported (choosing coins needs a UTXO index): build a PSBT and broadcast it with kind Psbt", w.Network)
+	}
 	if !keys.IsEVM(w.Network) {
 		return Transfer{}, errs.Ef(errs.Invalid, "no RPC configured for %s: transfers on this network cannot be built or broadcast", w.Network)
 	}
@@ -116,8 +117,7 @@ func (s *Service) Transfer(ctx context.Context, p auth.Principal, walletID strin
 	if err != nil {
 		return Transfer{}, err
 	}
-	tip, ok := tips[r.Priority]
-	if !ok {
+	if !isPriority(r.Priority) {
 		return Transfer{}, errs.E(errs.Invalid, "priority must be Slow, Standard or Fast", nil)
 	}
 	var token common.Address
@@ -162,16 +162,12 @@ func (s *Service) Transfer(ctx context.Context, p auth.Principal, walletID strin
 	}
 	from := common.HexToAddress(w.Address)
 	unavailable := func(err error) error { return errs.E(errs.Unavailable, "could not read from the network", err) }
-	head, err := b.Client.HeaderByNumber(ctx, nil)
+	fees, err := feesOf(ctx, b) // the offers GET /networks/fees shows (networks.go)
 	if err != nil {
-		return Transfer{}, unavailable(err)
+		return Transfer{}, err
 	}
-	base := head.BaseFee
-	if base == nil {
-		base = new(big.Int)
-	}
-	tipCap := new(big.Int).Mul(big.NewInt(tip), big.NewInt(1e8)) // tip/10 gwei
-	feeCap := new(big.Int).Add(new(big.Int).Mul(base, big.NewInt(2)), tipCap)
+	fee := fees.For(r.Priority)
+	tipCap, feeCap := fee.MaxPriorityFeePerGas, fee.MaxFeePerGas
 	t := Transfer{OrgID: p.OrgID, WalletID: w.ID, Network: w.Network, RequesterUserID: p.UserID,
 		RequesterTokenID: p.TokenID, RequestBody: json.RawMessage(bytes.Clone(body)), Status: Executing, ExternalID: r.ExternalID}
 	var txTo common.Address

@@ -58,8 +58,10 @@ type Service struct {
 	transfers TransferStore
 	txs       TransactionStore
 	fills     FillStore
+	repl      ReplaceStore                                      // nil until SetReplacements (replace.go)
 	afterSend func(ctx context.Context, network, txHash string) // fault injection only, see SetAfterSend
 	history   *history                                          // nil until SetHistory
+	btc       bitcoinBroadcast                                  // Psbt broadcasts; empty until SetBitcoin
 }
 
 // NewService wires the wallets service.

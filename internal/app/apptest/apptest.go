@@ -45,6 +45,7 @@ type Options struct {
 	// Webhooks: retry schedule ("" = no retries) and whether receivers on loopback are allowed.
 	WebhookRetrySchedule string
 	WebhooksAllowPrivate bool
+	BitcoinRPC           []string // --bitcoin-rpc Network=URL pairs
 }
 
 // Start runs a node until t ends.
@@ -72,6 +73,7 @@ func Start(t testing.TB, e testutil.Engine, o Options) *Node {
 		Listen: "127.0.0.1:0", DataDir: o.DataDir, Database: o.DSN, RPID: "localhost", RPName: "countersign",
 		ChallengeTTL: 5 * time.Minute, LogLevel: "info", NoJobs: o.NoJobs, DemoApp: o.DemoApp,
 		WebhookRetrySchedule: o.WebhookRetrySchedule, WebhooksAllowPrivate: o.WebhooksAllowPrivate,
+		BitcoinRPC: o.BitcoinRPC,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, log, app.Options{Now: o.Clock.Now})

@@ -26,13 +26,28 @@ type Network struct {
 }
 
 // networks lists the Dfns network enum values (dfns-api.md §7) that are Bitcoin proper.
-// BitcoinTestnet4 is left out: btcd has no parameters for it yet, and its bech32 prefix
-// (tb) alone would not tell the networks apart anyway. Litecoin, Dogecoin and Bitcoin Cash
-// have other address formats and are not handled here.
+// Litecoin, Dogecoin and Bitcoin Cash have other address formats and are not handled here.
 var networks = map[string]Network{
 	"Bitcoin":         {Name: "Bitcoin", Params: &chaincfg.MainNetParams, Symbol: "BTC", Decimals: 8},
 	"BitcoinTestnet3": {Name: "BitcoinTestnet3", Params: &chaincfg.TestNet3Params, Symbol: "BTC", Decimals: 8, Testnet: true},
+	"BitcoinTestnet4": {Name: "BitcoinTestnet4", Params: testNet4Params(), Symbol: "BTC", Decimals: 8, Testnet: true},
 	"BitcoinSignet":   {Name: "BitcoinSignet", Params: &chaincfg.SigNetParams, Symbol: "BTC", Decimals: 8, Testnet: true},
+}
+
+// testNet4Params describes testnet4 (BIP-94) as far as countersign needs it. btcd v0.24.2
+// has no TestNet4Params; what an address needs is the same as on testnet3: bech32 prefix
+// "tb" (BIP-173 gives it to every test network), version bytes 0x6f/0xc4 and WIF 0xef. The
+// p2p magic and port are testnet4's (BIP-94); the genesis block and checkpoints are left as
+// testnet3's and must not be used: countersign never runs a p2p node from these parameters,
+// it only encodes addresses and talks JSON-RPC to a configured node.
+func testNet4Params() *chaincfg.Params {
+	p := chaincfg.TestNet3Params
+	p.Name = "testnet4"
+	p.Net = 0x283f161c // message start 1c 16 3f 28 (BIP-94)
+	p.DefaultPort = "48333"
+	p.DNSSeeds = nil
+	p.Checkpoints = nil
+	return &p
 }
 
 // Lookup returns the Bitcoin network with exactly this Dfns name.

@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/psbt"
+	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
@@ -50,6 +52,7 @@ func TestAddressBIP173(t *testing.T) {
 	for _, tt := range []struct{ network, want string }{
 		{"Bitcoin", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"},
 		{"BitcoinTestnet3", "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"},
+		{"BitcoinTestnet4", "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"},
 		{"BitcoinSignet", "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"},
 	} {
 		n, ok := Lookup(tt.network)
@@ -341,16 +344,7 @@ func TestHashPayload(t *testing.T) {
 func FuzzPsbtPayload(f *testing.F) {
 	priv, _ := secp256k1.GeneratePrivateKey()
 	pub := priv.PubKey().SerializeCompressed()
-	mine, _ := P2WPKHScript(pub)
-	_, u := funding(mine, 10_000, 1)
-	tx := wire.NewMsgTx(2)
-	tx.AddTxIn(wire.NewTxIn(&u.op, nil, nil))
-	tx.AddTxOut(wire.NewTxOut(9_000, mine))
-	pk, _ := psbt.NewFromUnsignedTx(tx)
-	pk.Inputs[0].WitnessUtxo = u.out
-	var b bytes.Buffer
-	_ = pk.Serialize(&b)
-	f.Add(b.Bytes())
+	f.Add(fuzzSeed(pub))
 	f.Add([]byte("psbt\xff"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		p, err := PsbtPayload(hex.EncodeToString(raw), pub)
@@ -361,4 +355,44 @@ func FuzzPsbtPayload(f *testing.F) {
 			t.Fatal("a payload with nothing to sign")
 		}
 	})
+}
+
+// TestTestnet4 checks that testnet4 addresses are testnet ones (tb1, what testnet3 and
+// signet use too) and decode back with the network's parameters, which are not testnet3's.
+func TestTestnet4(t *testing.T) {
+	n4, ok := Lookup("BitcoinTestnet4")
+	if !ok || !n4.Testnet || n4.Decimals != 8 {
+		t.Fatalf("BitcoinTestnet4: %+v %v", n4, ok)
+	}
+	n3, _ := Lookup("BitcoinTestnet3")
+	if n4.Params == n3.Params || n4.Params.Net == n3.Params.Net || n4.Params.Name != "testnet4" || chaincfg.TestNet3Params.Name != "testnet3" {
+		t.Fatal("testnet4 must have its own parameters, and testnet3's must be left alone")
+	}
+	priv, _ := secp256k1.GeneratePrivateKey()
+	pub := priv.PubKey().SerializeCompressed()
+	a, err := n4.Address(pub)
+	if err != nil || !strings.HasPrefix(a, "tb1q") {
+		t.Fatalf("address %q %v", a, err)
+	}
+	d, err := btcutil.DecodeAddress(a, n4.Params)
+	if err != nil || !bytes.Equal(d.ScriptAddress(), btcutil.Hash160(pub)) {
+		t.Fatalf("decode %v", err)
+	}
+	if len(Networks()) != 4 {
+		t.Fatalf("%d networks, want 4", len(Networks()))
+	}
+}
+
+// fuzzSeed is a PSBT spending one P2WPKH output of pub back to it, a seed for fuzzing.
+func fuzzSeed(pub []byte) []byte {
+	mine, _ := P2WPKHScript(pub)
+	_, u := funding(mine, 10_000, 1)
+	tx := wire.NewMsgTx(2)
+	tx.AddTxIn(wire.NewTxIn(&u.op, nil, nil))
+	tx.AddTxOut(wire.NewTxOut(9_000, mine))
+	pk, _ := psbt.NewFromUnsignedTx(tx)
+	pk.Inputs[0].WitnessUtxo = u.out
+	var b bytes.Buffer
+	_ = pk.Serialize(&b)
+	return b.Bytes()
 }
