@@ -34,6 +34,8 @@ type bitcoinTxArgs struct {
 
 func (bitcoinTxArgs) Kind() string { return "bitcoin_broadcast" }
 
+func (bitcoinTxArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: broadcastQueue} }
+
 // bitcoinTxWorker runs bitcoinTxArgs; like the EVM broadcast it is idempotent (it only
 // resends the stored bytes) and snoozes while the transaction waits to be mined.
 type bitcoinTxWorker struct {

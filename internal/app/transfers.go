@@ -41,7 +41,7 @@ func (transferArgs) Kind() string { return "transfer_broadcast" }
 func (transferArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: broadcastQueue} }
 
 // broadcastQueue holds the jobs that send transactions and follow them (transfers,
-// broadcast requests, nonce fillers), with workers of their own: a run mostly waits on the
+// broadcast requests, nonce fillers, Bitcoin broadcasts), with workers of their own: a run mostly waits on the
 // chain (on a dev chain it waits for the block, see wallets.Service.send), not on the CPU,
 // so many run at once, and webhook deliveries or purges never hold them up. The short
 // fetch cooldown lets a freed worker take the next job at once (River's default waits

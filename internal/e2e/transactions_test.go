@@ -65,7 +65,9 @@ func chainDigest(t testing.TB, n *apptest.Node) string {
 			`SELECT COUNT(*), COALESCE(SUM(nonce), 0) FROM transfers`,
 			`SELECT COUNT(*), COALESCE(SUM(nonce), 0) FROM evm_nonce_fills`,
 			`SELECT COUNT(*), COALESCE(SUM(next), 0) FROM evm_nonces`,
-			`SELECT COUNT(*), COUNT(*) FROM river_job`,
+			// Not the periodic jobs: they are inserted when the node becomes River's leader,
+			// which on PostgreSQL can happen in the middle of a check.
+			`SELECT COUNT(*), COUNT(*) FROM river_job WHERE kind NOT IN ('purge_user_actions', 'wallet_history_index', 'purge_webhook_events')`,
 			`SELECT COUNT(*), COUNT(*) FROM wallets`,
 		} {
 			var a, b int64
