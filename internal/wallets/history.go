@@ -252,6 +252,9 @@ func (s *Service) History(ctx context.Context, p auth.Principal, walletID string
 const (
 	devBatch = 500
 	rpcBatch = 50
+	// rpcTraceBatch is rpcBatch when the endpoint traces blocks (history_internal.go):
+	// tracing a busy public chain's block takes up to seconds.
+	rpcTraceBatch = 10
 )
 
 // networkTimeout bounds the work on one network per IndexNetworks call, so a slow RPC
@@ -348,8 +351,11 @@ func (s *Service) IndexHistory(ctx context.Context, network string) (int, error)
 		addrs = append(addrs, a)
 	}
 	batch := uint64(rpcBatch)
-	if b.Dev != nil {
+	switch {
+	case b.Dev != nil:
 		batch = devBatch
+	case h.traceState(network) != traceOff:
+		batch = rpcTraceBatch
 	}
 	to := min(target, cur.Block+batch)
 	scan, err := b.Transfers(ctx, cur.Block+1, to, common.HexToHash(cur.Hash), addrs)

@@ -1,6 +1,7 @@
 package wallets
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,7 +27,8 @@ import (
 // Which blocks: a transaction can only run code, hence move value internally, if it
 // creates a contract, sets EIP-7702 delegations, or is sent to an address that has code
 // (a contract, or an EOA delegated by EIP-7702). A block of plain transfers between
-// accounts without code is never traced.
+// accounts without code is never traced. The recipients' code is read in one JSON-RPC
+// batch per range of blocks (codeAtEnd).
 //
 // Which frames: CALL, CREATE, CREATE2 and SELFDESTRUCT with a value above zero, below the
 // root frame (the transaction's own value is recorded from the transaction, as before).
@@ -42,7 +44,8 @@ import (
 // Configured RPC endpoints: many public ones do not serve the debug namespace. The first
 // trace tells; an endpoint that refuses it (method not found, not allowed) is logged once
 // and the network is indexed without internal transfers, as before. A failed trace for
-// another reason fails the batch, which is retried on the next run.
+// another reason fails the batch, which is retried on the next run. While an endpoint may
+// trace, the indexer reads fewer blocks per run from it (rpcTraceBatch).
 
 // traceState is what the indexer knows of a network's tracing support.
 type traceState int
@@ -109,12 +112,22 @@ func (s *Service) internalEvents(ctx context.Context, b *registry.Backend, netwo
 	if len(byAddr) == 0 || h.traceState(network) == traceOff {
 		return nil, nil
 	}
-	hasCode := map[common.Address]bool{} // code seldom goes away; if it did, a block is traced for nothing
+	hasCode, err := codeAtEnd(ctx, b, blocks)
+	if err != nil {
+		return nil, err
+	}
 	var events []HistoryEvent
+	seenCode := map[common.Address]bool{} // block by block: code seldom goes away, and if it did a block is traced for nothing
 	for _, blk := range blocks {
-		need, err := needsTrace(ctx, b, blk, hasCode)
-		if err != nil {
-			return nil, err
+		need := hasCode == nil // nil: decide block by block
+		if need {
+			if need, err = needsTrace(ctx, b, blk, seenCode); err != nil {
+				return nil, err
+			}
+		} else {
+			for _, tx := range blk.Transactions() {
+				need = need || tx.To() == nil || hasCode[*tx.To()]
+			}
 		}
 		if !need {
 			continue
@@ -163,6 +176,61 @@ func (s *Service) internalEvents(ctx context.Context, b *registry.Backend, netwo
 		}
 	}
 	return events, nil
+}
+
+// codeChunk bounds the eth_getCode calls of one JSON-RPC batch.
+const codeChunk = 100
+
+// codeAtEnd returns which recipients of the transactions in blocks have code at the end of
+// the last block, read in batches. An account that has code during a block has it at the
+// end of the range too, unless the range unsets an EIP-7702 delegation (post-Cancun,
+// SELFDESTRUCT removes code only in the transaction that created it, and no other
+// transaction can call it meanwhile); so with a 7702 transaction in the range, or if the
+// endpoint refuses the batch, it returns nil, and each block is decided on its own
+// (needsTrace). Code that appears within
+// the range makes blocks before it traced for nothing, which is harmless.
+func codeAtEnd(ctx context.Context, b *registry.Backend, blocks []*types.Block) (map[common.Address]bool, error) {
+	if len(blocks) == 0 {
+		return map[common.Address]bool{}, nil
+	}
+	var ask []common.Address
+	seen := map[common.Address]bool{}
+	for _, blk := range blocks {
+		for _, tx := range blk.Transactions() {
+			if tx.Type() == types.SetCodeTxType {
+				return nil, nil
+			}
+			if to := tx.To(); to != nil && !seen[*to] {
+				seen[*to] = true
+				ask = append(ask, *to)
+			}
+		}
+	}
+	last := hexutil.EncodeBig(blocks[len(blocks)-1].Number())
+	hasCode := map[common.Address]bool{}
+	for start := 0; start < len(ask); start += codeChunk {
+		chunk := ask[start:min(start+codeChunk, len(ask))]
+		codes := make([]hexutil.Bytes, len(chunk))
+		batch := make([]rpc.BatchElem, len(chunk))
+		for i, a := range chunk {
+			batch[i] = rpc.BatchElem{Method: "eth_getCode", Args: []any{a, last}, Result: &codes[i]}
+		}
+		err := b.Client.Client().BatchCallContext(ctx, batch)
+		for i := range chunk {
+			err = cmp.Or(err, batch[i].Error)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			// Some endpoints refuse or cap batches: ask one by one, block by block.
+			return nil, nil
+		}
+		for i, a := range chunk {
+			hasCode[a] = len(codes[i]) > 0
+		}
+	}
+	return hasCode, nil
 }
 
 // needsTrace reports whether a transaction of blk may run code: a contract creation, an
