@@ -1,6 +1,7 @@
 package wallets
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,7 +46,7 @@ type HistoryEvent struct {
 	Direction   string // In | Out
 	TxHash      string
 	TxIndex     uint
-	LogIndex    int // -1 for native transfers
+	LogIndex    int // -1 for a transaction's own value, -1-f for value moved by its call frame f (history_internal.go)
 	BlockNumber uint64
 	BlockTime   time.Time
 	From, To    string // EIP-55, like wallet addresses
@@ -59,16 +60,33 @@ type HistoryEvent struct {
 }
 
 // SortKey orders a wallet's events by chain position; it is unique per wallet and serves
-// as the pagination token (newest first, so a page continues below its last key).
+// as the pagination token (newest first, so a page continues below its last key). Within
+// a transaction: its own value, then its internal transfers by frame ('/' sorts between
+// '.' and '0'), then its logs.
 func (e HistoryEvent) SortKey() string {
+	if f, ok := e.frame(); ok {
+		return fmt.Sprintf("%020d.%06d.%07d/%06d.%s.%s", e.BlockNumber, e.TxIndex, 0, f, e.Direction, e.TxHash)
+	}
 	return fmt.Sprintf("%020d.%06d.%07d.%s.%s", e.BlockNumber, e.TxIndex, e.LogIndex+1, e.Direction, e.TxHash)
 }
 
+// frame returns the call frame of an internal transfer.
+func (e HistoryEvent) frame() (int, bool) {
+	if e.LogIndex < -1 {
+		return -1 - e.LogIndex, true
+	}
+	return 0, false
+}
+
 // Index is the wire "index": the log index of a token transfer, the transaction's index in
-// its block for a native one.
+// its block for a native one, and "<transaction index>:<call frame>" for an internal one
+// (frames numbered in pre-order of the transaction's call tree, 0 being the transaction).
 func (e HistoryEvent) Index() string {
 	if e.LogIndex >= 0 {
 		return strconv.Itoa(e.LogIndex)
+	}
+	if f, ok := e.frame(); ok {
+		return strconv.FormatUint(uint64(e.TxIndex), 10) + ":" + strconv.Itoa(f)
 	}
 	return strconv.FormatUint(uint64(e.TxIndex), 10)
 }
@@ -171,7 +189,8 @@ type history struct {
 	log    *slog.Logger
 
 	mu     sync.Mutex
-	tokens map[string]tokenInfo // network/contract -> metadata, read once
+	tokens map[string]tokenInfo  // network/contract -> metadata, read once
+	trace  map[string]traceState // network -> whether its endpoint traces (history_internal.go)
 }
 
 type tokenInfo struct {
@@ -184,7 +203,7 @@ func (s *Service) SetHistory(st HistoryStore, c HistoryChains, log *slog.Logger)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s.history = &history{store: st, chains: c, log: log, tokens: map[string]tokenInfo{}}
+	s.history = &history{store: st, chains: c, log: log, tokens: map[string]tokenInfo{}, trace: map[string]traceState{}}
 }
 
 // History returns a page of a wallet's history, newest first, and the next page's token.
@@ -233,6 +252,9 @@ func (s *Service) History(ctx context.Context, p auth.Principal, walletID string
 const (
 	devBatch = 500
 	rpcBatch = 50
+	// rpcTraceBatch is rpcBatch when the endpoint traces blocks (history_internal.go):
+	// tracing a busy public chain's block takes up to seconds.
+	rpcTraceBatch = 10
 )
 
 // networkTimeout bounds the work on one network per IndexNetworks call, so a slow RPC
@@ -329,8 +351,11 @@ func (s *Service) IndexHistory(ctx context.Context, network string) (int, error)
 		addrs = append(addrs, a)
 	}
 	batch := uint64(rpcBatch)
-	if b.Dev != nil {
+	switch {
+	case b.Dev != nil:
 		batch = devBatch
+	case h.traceState(network) != traceOff:
+		batch = rpcTraceBatch
 	}
 	to := min(target, cur.Block+batch)
 	scan, err := b.Transfers(ctx, cur.Block+1, to, common.HexToHash(cur.Hash), addrs)
@@ -370,6 +395,17 @@ func (s *Service) IndexHistory(ctx context.Context, network string) (int, error)
 			in.WalletID, in.OrgID, in.Direction = w.ID, w.OrgID, In
 			events = append(events, in)
 		}
+	}
+	internal, err := s.internalEvents(ctx, b, network, scan.Blocks, byAddr, now)
+	if err != nil {
+		return 0, err
+	}
+	if len(internal) > 0 {
+		// In chain order, so incoming webhooks are emitted in the order the chain moved the value.
+		events = append(events, internal...)
+		slices.SortStableFunc(events, func(x, y HistoryEvent) int {
+			return cmp.Or(cmp.Compare(x.BlockNumber, y.BlockNumber), cmp.Compare(x.TxIndex, y.TxIndex))
+		})
 	}
 	return h.store.RecordHistory(ctx, events, ChainCursor{Network: network, Block: scan.Last, Hash: scan.LastHash.Hex(), At: now})
 }

@@ -43,7 +43,7 @@ type historyFixture struct {
 
 const historyNetwork = "BaseSepolia"
 
-func newHistoryFixture(t *testing.T, e testutil.Engine) *historyFixture {
+func newHistoryFixture(t testing.TB, e testutil.Engine) *historyFixture {
 	t.Helper()
 	ctx := t.Context()
 	kek := make([]byte, 32)
@@ -73,7 +73,7 @@ func newHistoryFixture(t *testing.T, e testutil.Engine) *historyFixture {
 
 // wallet stores a wallet whose address is that of a fresh key the test holds, so the test
 // can send transactions from it.
-func (f *historyFixture) wallet(t *testing.T) (wallets.Wallet, *ecdsa.PrivateKey) {
+func (f *historyFixture) wallet(t testing.TB) (wallets.Wallet, *ecdsa.PrivateKey) {
 	t.Helper()
 	pk, err := crypto.GenerateKey()
 	if err != nil {

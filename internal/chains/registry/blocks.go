@@ -50,6 +50,7 @@ type Scan struct {
 	Transfers []ChainTransfer // in chain order
 	Last      uint64          // the last block read
 	LastHash  common.Hash
+	Blocks    []*types.Block // every block read, in order (the indexer traces some of them)
 }
 
 // ErrParentMismatch means the first block of a range does not name the expected parent:
@@ -94,8 +95,8 @@ func (b *Backend) BlockHash(ctx context.Context, n uint64) (common.Hash, error) 
 // Transfers reads blocks from..to and returns the successful native transfers (value > 0,
 // from or to a watched address) and the EIP-20 Transfer logs (from or to a watched address)
 // in them. parent is the hash block from-1 must have (zero skips the check). Value moved by
-// contract internals (internal calls) is not seen: that needs tracing, which public RPC
-// endpoints rarely offer.
+// contract internals (internal calls) is not seen here: the wallet history indexer traces
+// the blocks in Scan.Blocks for it (internal/wallets/history_internal.go).
 func (b *Backend) Transfers(ctx context.Context, from, to uint64, parent common.Hash, watched []common.Address) (Scan, error) {
 	watch := make(map[common.Address]bool, len(watched))
 	for _, a := range watched {
@@ -128,6 +129,7 @@ func (b *Backend) Transfers(ctx context.Context, from, to uint64, parent common.
 			return Scan{}, fmt.Errorf("block %d: the chain changed during the scan", n)
 		}
 		parent, blocks[n] = blk.Hash(), blk
+		out.Blocks = append(out.Blocks, blk)
 		at := time.Unix(int64(blk.Time()), 0).UTC()
 		for i, tx := range blk.Transactions() {
 			sender, err := b.Client.TransactionSender(ctx, tx, blk.Hash(), uint(i))

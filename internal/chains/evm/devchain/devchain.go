@@ -27,6 +27,11 @@
 //
 // Several chains may run in one process, one per chain id: nothing is global (no ports,
 // per-chain directories, geth's process-wide logger and slog.Default are left alone).
+//
+// Client also serves geth's tracing API (debug_traceBlockByNumber, debug_traceTransaction
+// with the native tracers such as callTracer): the wallet history indexer traces blocks to
+// find native value moved inside contract calls. The chain is an archive (no pruning), so
+// any block can be traced.
 package devchain
 
 //go:generate sh -c "cd ../../../../contracts && npm ci --no-audit --no-fund && node compile.mjs"
@@ -59,6 +64,10 @@ import (
 	"github.com/ethereum/go-ethereum/eth/catalyst"
 	"github.com/ethereum/go-ethereum/eth/ethconfig"
 	"github.com/ethereum/go-ethereum/eth/filters"
+	"github.com/ethereum/go-ethereum/eth/tracers"
+	// The native tracers (callTracer among them) register themselves on import; the
+	// history indexer asks debug_traceBlockByNumber for callTracer (internal transfers).
+	_ "github.com/ethereum/go-ethereum/eth/tracers/native"
 	"github.com/ethereum/go-ethereum/ethclient"
 	"github.com/ethereum/go-ethereum/event"
 	"github.com/ethereum/go-ethereum/log"
@@ -278,6 +287,9 @@ func open(dir string, id uint64, key *ecdsa.PrivateKey, logger *slog.Logger) (*C
 	}
 	filterSystem := filters.NewFilterSystem(backend.APIBackend, filters.Config{})
 	stack.RegisterAPIs([]rpc.API{{Namespace: "eth", Service: filters.NewFilterAPI(filterSystem)}})
+	// The debug namespace's tracing methods (debug_traceBlockByNumber, …), as geth
+	// registers them; the node opens no endpoint, so only Client reaches them.
+	stack.RegisterAPIs(tracers.APIs(backend.APIBackend))
 	// Period 0: the beacon seals only when asked (Commit); mineLoop asks whenever a
 	// transaction enters the pool.
 	beacon, err := catalyst.NewSimulatedBeacon(0, faucet, backend)
