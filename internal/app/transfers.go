@@ -41,12 +41,14 @@ func (transferArgs) Kind() string { return "transfer_broadcast" }
 func (transferArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: broadcastQueue} }
 
 // broadcastQueue holds the jobs that send transactions and follow them (transfers,
-// broadcast requests, nonce fillers, Bitcoin broadcasts), with workers of their own: a run mostly waits on the
-// chain (on a dev chain it waits for the block, see wallets.Service.send), not on the CPU,
-// so many run at once, and webhook deliveries or purges never hold them up. The short
-// fetch cooldown lets a freed worker take the next job at once (River's default waits
-// 100 ms between fetches, which capped the default queue at about 160 runs a second).
-// Jobs queued before this queue existed stay in the default queue and run there.
+// broadcast requests, nonce fillers, Bitcoin broadcasts), with workers of their own: a
+// run mostly waits on the chain (on a dev chain it waits for the block, see
+// wallets.Service.send), not on the CPU, so many run at once, and webhook deliveries or
+// purges never hold them up. The short fetch cooldown lets a freed worker take the next
+// job at once (River's default waits 100 ms between fetches, which capped the default
+// queue at about 160 runs a second). 64 workers drained one wallet's backlog fastest on
+// 2 cores (docs/benchmarks.md, "Transfers end to end"). Jobs queued before this queue
+// existed stay in the default queue and run there.
 const (
 	broadcastQueue    = "broadcasts"
 	broadcastWorkers  = 64
