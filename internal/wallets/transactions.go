@@ -701,7 +701,7 @@ const devSendWait = 2 * time.Second
 // ran out with the transaction in the pool. Other networks (configured RPCs, where a block
 // takes seconds) are sent to without waiting, and the job polls for the receipt.
 func (s *Service) send(ctx context.Context, b *registry.Backend, tx *types.Transaction) (*types.Receipt, error) {
-	if b.Dev == nil {
+	if b.Dev == nil || s.asyncDev {
 		return nil, b.Client.SendTransaction(ctx, tx)
 	}
 	wait := devSendWait
@@ -720,6 +720,11 @@ func (s *Service) send(ctx context.Context, b *registry.Backend, tx *types.Trans
 	}
 	return rc, nil
 }
+
+// SetAsyncDevSends makes sends to dev chains behave as sends to a configured RPC do (no
+// wait for the receipt; the job polls), for tests that need a transaction the database
+// still holds as Broadcasted after it was mined. Call it before the jobs start.
+func (s *Service) SetAsyncDevSends(on bool) { s.asyncDev = on }
 
 // rpcTxSyncTimeout is the JSON-RPC error code of eth_sendRawTransactionSync when the
 // transaction was accepted into the pool but not mined within the wait (EIP-7966).

@@ -62,6 +62,7 @@ type Service struct {
 	afterSend func(ctx context.Context, network, txHash string) // fault injection only, see SetAfterSend
 	history   *history                                          // nil until SetHistory
 	btc       bitcoinBroadcast                                  // Psbt broadcasts; empty until SetBitcoin
+	asyncDev  bool                                              // sends to dev chains do not wait; see SetAsyncDevSends
 }
 
 // NewService wires the wallets service.
