@@ -302,16 +302,12 @@ func (s *Service) advanceReplacement(ctx context.Context, t Transaction) error {
 	if t.Status == Confirmed || t.Status == Failed || s.repl == nil {
 		return nil
 	}
-	b, err := s.chains.Get(ctx, t.Network)
+	b, tx, err := s.stored(ctx, t.Network, t.RawTx)
 	if err != nil {
 		return err
 	}
-	var tx types.Transaction
-	if err := tx.UnmarshalBinary(t.RawTx); err != nil {
-		return err
-	}
 	if t.Status == Pending {
-		err := b.Client.SendTransaction(ctx, &tx)
+		err := b.Client.SendTransaction(ctx, tx)
 		switch {
 		case err == nil || alreadySent(ctx, b, tx.Hash(), err):
 			t.Status, t.BroadcastedAt = Broadcasted, s.now().UTC().Truncate(time.Millisecond)

@@ -594,6 +594,20 @@ func (s *Service) AdvanceTransaction(ctx context.Context, id string) error {
 	})
 }
 
+// stored returns a network's backend and a signed transaction as it was stored, which is
+// all a broadcast job (advance, advanceReplacement, AdvanceFill) ever sends.
+func (s *Service) stored(ctx context.Context, network string, raw []byte) (*registry.Backend, *types.Transaction, error) {
+	b, err := s.chains.Get(ctx, network)
+	if err != nil {
+		return nil, nil, err
+	}
+	tx := new(types.Transaction)
+	if err := tx.UnmarshalBinary(raw); err != nil {
+		return nil, nil, err
+	}
+	return b, tx, nil
+}
+
 // outgoing is what the broadcast job needs of a transfer or a transaction.
 type outgoing struct {
 	ID, OrgID, WalletID, Network string
@@ -616,18 +630,14 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 	if o.Status == Confirmed || o.Status == Failed {
 		return nil
 	}
-	b, err := s.chains.Get(ctx, o.Network)
+	b, tx, err := s.stored(ctx, o.Network, o.RawTx)
 	if err != nil {
-		return err
-	}
-	var tx types.Transaction
-	if err := tx.UnmarshalBinary(o.RawTx); err != nil {
 		return err
 	}
 	hash := common.HexToHash(o.TxHash)
 	if o.Status == Executing || o.Status == Pending {
 		sent := s.now().UTC().Truncate(time.Millisecond) // a dev chain send returns once mined
-		mined, err := s.send(ctx, b, &tx)
+		mined, err := s.send(ctx, b, tx)
 		if err != nil && !alreadySent(ctx, b, hash, err) {
 			if permanent(err) {
 				return s.refused(ctx, b, o, err, save) // never broadcast, so no dateBroadcasted or dateConfirmed
@@ -648,11 +658,17 @@ func (s *Service) advance(ctx context.Context, o *outgoing, save func() error) e
 		if mined != nil {
 			return s.mined(o, mined, save)
 		}
+		if err == nil {
+			// Just handed to a network whose blocks take seconds (or a dev chain that did
+			// not seal it within the wait): its receipt is looked for on the job's next run.
+			// A resend the node already knew goes on to the receipt now.
+			return ErrPending
+		}
 	}
 	if done, err := s.replaced(ctx, b, o); done { // sped up or cancelled: replace.go settles the nonce
 		return err
 	}
-	rc, err := s.receipt(ctx, b, &tx)
+	rc, err := s.receipt(ctx, b, tx)
 	var re *refusedError
 	if errors.Is(err, errNonceTaken) || errors.As(err, &re) {
 		if done, err := s.replaced(ctx, b, o); done { // replaced meanwhile, and the replacement was mined
@@ -833,16 +849,12 @@ func (s *Service) AdvanceFill(ctx context.Context, network, address string, nonc
 	if f.Status == Confirmed || f.Status == Superseded {
 		return nil
 	}
-	b, err := s.chains.Get(ctx, f.Network)
+	b, tx, err := s.stored(ctx, f.Network, f.RawTx)
 	if err != nil {
 		return err
 	}
-	var tx types.Transaction
-	if err := tx.UnmarshalBinary(f.RawTx); err != nil {
-		return err
-	}
 	if f.Status == Pending {
-		if err := b.Client.SendTransaction(ctx, &tx); err != nil && !alreadySent(ctx, b, tx.Hash(), err) {
+		if err := b.Client.SendTransaction(ctx, tx); err != nil && !alreadySent(ctx, b, tx.Hash(), err) {
 			if nonceTooLow(err) { // the nonce is used after all: nothing to fill
 				f.Status = Superseded
 				return s.fills.UpdateFill(ctx, f)
@@ -859,7 +871,7 @@ func (s *Service) AdvanceFill(ctx context.Context, network, address string, nonc
 			return err
 		}
 	}
-	_, err = s.receipt(ctx, b, &tx)
+	_, err = s.receipt(ctx, b, tx)
 	var re *refusedError
 	switch {
 	case errors.As(err, &re) && nonceTooLow(re.err), errors.Is(err, errNonceTaken):
