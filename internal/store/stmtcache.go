@@ -83,9 +83,47 @@ func newCachedConn(c driver.Conn, size int) *cachedConn {
 }
 
 // cacheable reports whether q is a single statement. A script (several statements, such
-// as a migration) is parsed anew on every run by the driver anyway and is not kept.
+// as a migration) is parsed anew on every run by the driver anyway and is not kept. A ';'
+// inside a comment, a string or a quoted name does not count (River's SQL has one in a
+// comment), nor do trailing ones.
 func cacheable(q string) bool {
-	return !strings.Contains(strings.TrimRight(q, " \t\r\n;"), ";")
+	ended := false // a ';' was seen outside comments and quotes
+	for i := 0; i < len(q); i++ {
+		switch c := q[i]; {
+		case c == '-' && i+1 < len(q) && q[i+1] == '-':
+			j := strings.IndexByte(q[i:], '\n')
+			if j < 0 {
+				return true
+			}
+			i += j
+		case c == '/' && i+1 < len(q) && q[i+1] == '*':
+			j := strings.Index(q[i+2:], "*/")
+			if j < 0 {
+				return !ended
+			}
+			i += j + 3
+		case c == ';':
+			ended = true
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+		default:
+			if ended {
+				return false // a second statement
+			}
+			if c == '\'' || c == '"' || c == '`' || c == '[' {
+				end := c
+				if c == '[' {
+					end = ']'
+				}
+				// A doubled quote inside is two quoted runs back to back: same result.
+				j := strings.IndexByte(q[i+1:], end)
+				if j < 0 {
+					return true // unterminated: let SQLite report it
+				}
+				i += j + 1
+			}
+		}
+	}
+	return true
 }
 
 func (c *cachedConn) Prepare(q string) (driver.Stmt, error) {

@@ -272,3 +272,28 @@ func TestStmtCacheSchemaChange(t *testing.T) {
 		t.Fatal("insert into a dropped table succeeded")
 	}
 }
+
+func TestStmtCacheable(t *testing.T) {
+	for q, want := range map[string]bool{
+		`SELECT 1`:                                true,
+		`SELECT 1;`:                               true,
+		`SELECT 1; `:                              true,
+		"SELECT 1; -- done\n":                     true,
+		`SELECT 1; /* done */`:                    true,
+		"-- a; b\nSELECT 1":                       true,
+		`SELECT /* a; b */ 1`:                     true,
+		`SELECT 'a;b', "c;d", [e;f]`:              true,
+		`SELECT 'it''s; fine'`:                    true,
+		`SELECT 1; SELECT 2`:                      false,
+		`CREATE TABLE a (x); CREATE TABLE b (y);`: false,
+		"SELECT 1;\n-- c\nSELECT 2":               false,
+	} {
+		if got := cacheable(q); got != want {
+			t.Errorf("cacheable(%q) = %v, want %v", q, got, want)
+		}
+	}
+	// River's completion query: a ';' in a comment of its embedded metadata merge.
+	if !cacheable("UPDATE t SET m = (-- once; twice\nSELECT 1) WHERE id = ?") {
+		t.Error("a ';' in a comment made a statement uncacheable")
+	}
+}
