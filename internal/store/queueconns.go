@@ -41,7 +41,7 @@ func (db *DB) OpenQueueConns() (*QueueConns, error) {
 		}
 		return &QueueConns{DB: db.w, Listener: pool}, nil
 	}
-	q, err := sql.Open("sqlite", db.dsn+"&_txlock=immediate")
+	q, err := sql.Open(sqliteCached, db.dsn+"&_txlock=immediate")
 	if err != nil {
 		return nil, err
 	}

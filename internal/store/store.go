@@ -105,7 +105,7 @@ func Open(ctx context.Context, dsn string, ring *secrets.Ring) (*DB, error) {
 		q.Add("_pragma", p)
 	}
 	base := "file:" + path + "?" + q.Encode()
-	w, err := sql.Open("sqlite", base+"&_txlock=immediate")
+	w, err := sql.Open(sqliteCached, base+"&_txlock=immediate")
 	if err != nil {
 		return fail(err)
 	}
@@ -116,7 +116,7 @@ func Open(ctx context.Context, dsn string, ring *secrets.Ring) (*DB, error) {
 		w.Close()
 		return fail(fmt.Errorf("store: open SQLite %s: %w", path, err))
 	}
-	r, err := sql.Open("sqlite", base+"&mode=ro")
+	r, err := sql.Open(sqliteCached, base+"&mode=ro")
 	if err != nil {
 		w.Close()
 		return fail(err)
