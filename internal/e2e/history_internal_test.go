@@ -82,21 +82,8 @@ func TestHistoryInternal(t *testing.T) {
 		}
 		send := func(body map[string]any) transactionResp {
 			t.Helper()
-			var tr transactionResp
-			if err := c.Do(ctx, http.MethodPost, "/wallets/"+a.ID+"/transactions", body, &tr); err != nil {
-				t.Fatal(err)
-			}
-			deadline := time.Now().Add(60 * time.Second)
-			for tr.Status != "Confirmed" {
-				if tr.Status == "Failed" || time.Now().After(deadline) {
-					t.Fatalf("transaction %+v", tr)
-				}
-				time.Sleep(100 * time.Millisecond)
-				if err := c.Do(ctx, http.MethodGet, "/wallets/"+a.ID+"/transactions/"+tr.ID, nil, &tr); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return tr
+			return requestConfirmed(t, c, "/wallets/"+a.ID+"/transactions", body,
+				func(r *transactionResp) (string, string) { return r.ID, r.Status })
 		}
 		deploy := func(runtime string) string {
 			t.Helper()

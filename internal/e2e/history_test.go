@@ -89,21 +89,8 @@ func TestWalletHistory(t *testing.T) {
 
 		send := func(body map[string]any) transferResp {
 			t.Helper()
-			var tr transferResp
-			if err := c.Do(ctx, http.MethodPost, "/wallets/"+a.ID+"/transfers", body, &tr); err != nil {
-				t.Fatal(err)
-			}
-			deadline := time.Now().Add(60 * time.Second)
-			for tr.Status != "Confirmed" {
-				if tr.Status == "Failed" || time.Now().After(deadline) {
-					t.Fatalf("transfer %+v", tr)
-				}
-				time.Sleep(100 * time.Millisecond)
-				if err := c.Do(ctx, http.MethodGet, "/wallets/"+a.ID+"/transfers/"+tr.ID, nil, &tr); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return tr
+			return requestConfirmed(t, c, "/wallets/"+a.ID+"/transfers", body,
+				func(r *transferResp) (string, string) { return r.ID, r.Status })
 		}
 		native := send(map[string]any{"kind": "Native", "to": b.Address, "amount": "12345"})
 		token := send(map[string]any{"kind": "Erc20", "contract": info.Token.Contract, "to": b.Address, "amount": "777"})

@@ -49,6 +49,29 @@ type transferList struct {
 	NextPageToken string         `json:"nextPageToken"`
 }
 
+// requestConfirmed POSTs body to path (a wallet's transfers or transactions) and polls the
+// request it answers until it is Confirmed; Failed, or no confirmation within a minute, fails t.
+func requestConfirmed[T any](t testing.TB, c *client.Client, path string, body any, state func(*T) (id, status string)) T {
+	t.Helper()
+	ctx := context.Background()
+	var r T
+	if err := c.Do(ctx, http.MethodPost, path, body, &r); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		id, status := state(&r)
+		if status == "Confirmed" {
+			return r
+		}
+		if status == "Failed" || time.Now().After(deadline) {
+			t.Fatalf("%s: %+v", path, r)
+		}
+		if err := c.Do(ctx, http.MethodGet, path+"/"+id, nil, &r); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // createWallet creates a wallet of the admin's organization on network.
 func createWallet(t testing.TB, c *client.Client, network string) walletResp {
 	t.Helper()
