@@ -72,11 +72,7 @@ const (
 )
 
 func (w *transferWorker) Work(ctx context.Context, j *river.Job[transferArgs]) error {
-	err := w.w.Advance(ctx, j.Args.TransferID)
-	if errors.Is(err, wallets.ErrPending) {
-		return river.JobSnooze(min(max(time.Since(j.CreatedAt)/10, transferPoll), transferPollMax))
-	}
-	return err
+	return snoozePending(j.CreatedAt, w.w.Advance(ctx, j.Args.TransferID))
 }
 
 // txStore is the store's broadcast requests and nonce fillers plus the job queue, with the

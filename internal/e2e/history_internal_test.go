@@ -14,7 +14,6 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/countersign/countersign/internal/app/apptest"
-	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testutil"
 )
 
@@ -210,29 +209,7 @@ func TestHistoryInternal(t *testing.T) {
 		}
 
 		// Reindexing the whole chain finds the same moves under the same keys: nothing new.
-		count := func() int {
-			t.Helper()
-			var k int
-			if err := n.App.DB.Tx(ctx, func(tx *store.Tx) error {
-				return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM wallet_history`).Scan(&k)
-			}); err != nil {
-				t.Fatal(err)
-			}
-			return k
-		}
-		before := count()
-		if err := n.App.DB.Tx(ctx, func(tx *store.Tx) error {
-			_, err := tx.ExecContext(ctx, `DELETE FROM chain_cursors`)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		for range 3 {
-			if added, err := n.App.Wallets.IndexNetworks(ctx); err != nil || added != 0 {
-				t.Fatalf("reindex from genesis added %d, %v", added, err)
-			}
-		}
-		if after := count(); after != before || before != 7 {
+		if before, after := reindexFromGenesis(t, n); after != before || before != 7 {
 			t.Fatalf("%d history rows after reindexing, %d before, want 7", after, before)
 		}
 		if l := list(b.ID); len(l.Items) != 3 {

@@ -275,33 +275,11 @@ func TestWalletHistory(t *testing.T) {
 		})
 
 		t.Run("rerun", func(t *testing.T) {
-			count := func() int {
-				t.Helper()
-				var k int
-				if err := n.App.DB.Tx(ctx, func(tx *store.Tx) error {
-					return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM wallet_history`).Scan(&k)
-				}); err != nil {
-					t.Fatal(err)
-				}
-				return k
-			}
-			before := count()
 			if added, err := n.App.Wallets.IndexNetworks(ctx); err != nil || added != 0 {
 				t.Fatalf("rerun added %d, %v", added, err)
 			}
 			// Forget the cursor: the whole chain is read again, and still nothing is added.
-			if err := n.App.DB.Tx(ctx, func(tx *store.Tx) error {
-				_, err := tx.ExecContext(ctx, `DELETE FROM chain_cursors`)
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			for range 3 {
-				if added, err := n.App.Wallets.IndexNetworks(ctx); err != nil || added != 0 {
-					t.Fatalf("reindex from genesis added %d, %v", added, err)
-				}
-			}
-			if after := count(); after != before || before != 6 {
+			if before, after := reindexFromGenesis(t, n); after != before || before != 6 {
 				t.Fatalf("%d history rows after reruns, %d before, want 6", after, before)
 			}
 			// The indexer is one job for the whole node (cluster), however often it was inserted.
@@ -317,4 +295,34 @@ func TestWalletHistory(t *testing.T) {
 			}
 		})
 	})
+}
+
+// reindexFromGenesis forgets every network's cursor and indexes the whole chain again,
+// three times; each run must add nothing. It returns the history rows before and after.
+func reindexFromGenesis(t testing.TB, n *apptest.Node) (before, after int) {
+	t.Helper()
+	ctx := context.Background()
+	count := func() int {
+		t.Helper()
+		var k int
+		if err := n.App.DB.Tx(ctx, func(tx *store.Tx) error {
+			return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM wallet_history`).Scan(&k)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	before = count()
+	if err := n.App.DB.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM chain_cursors`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if added, err := n.App.Wallets.IndexNetworks(ctx); err != nil || added != 0 {
+			t.Fatalf("reindex from genesis added %d, %v", added, err)
+		}
+	}
+	return before, count()
 }
