@@ -49,16 +49,13 @@ type FaucetRequest struct {
 	Contract string `json:"contract,omitempty"`
 }
 
-// maxAmount is 2^256-1: nothing on an EVM chain is larger.
-var maxAmount = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))
-
 // ParseAmount reads a positive integer amount in the smallest unit, as a decimal string.
 func ParseAmount(s string) (*big.Int, error) {
 	if s == "" || len(s) > 78 || strings.TrimLeft(s, "0123456789") != "" {
 		return nil, errs.E(errs.Invalid, "amount must be a positive integer string in the smallest unit", nil)
 	}
 	v, ok := new(big.Int).SetString(s, 10)
-	if !ok || v.Sign() <= 0 || v.Cmp(maxAmount) > 0 {
+	if !ok || v.Sign() <= 0 || v.Cmp(maxUint256) > 0 {
 		return nil, errs.E(errs.Invalid, "amount must be a positive integer string in the smallest unit", nil)
 	}
 	return v, nil

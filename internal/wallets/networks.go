@@ -77,12 +77,22 @@ func feesAt(network string, block uint64, base *big.Int) Fees {
 		base = new(big.Int)
 	}
 	offer := func(p string) Fee {
-		tip := new(big.Int).Mul(big.NewInt(tips[p]), big.NewInt(1e8)) // tenths of a gwei
-		return Fee{MaxPriorityFeePerGas: tip, MaxFeePerGas: new(big.Int).Add(new(big.Int).Lsh(base, 1), tip)}
+		tip := tipOf(p)
+		return Fee{MaxPriorityFeePerGas: tip, MaxFeePerGas: capOver(base, tip)}
 	}
 	return Fees{Network: network, BlockNumber: block, BaseFee: new(big.Int).Set(base),
 		Slow: offer(Slow), Standard: offer(Standard), Fast: offer(Fast)}
 }
+
+// tipOf is the tip of a priority (Slow, Standard or Fast) in wei.
+func tipOf(priority string) *big.Int {
+	return new(big.Int).Mul(big.NewInt(tips[priority]), big.NewInt(1e8)) // tips are in tenths of a gwei
+}
+
+// capOver is the fee cap countersign signs with over a base fee when none is given: twice
+// the base fee plus the tip (see feesAt). Transfers, default broadcast fees, replacements
+// and nonce fillers all use it.
+func capOver(base, tip *big.Int) *big.Int { return new(big.Int).Add(new(big.Int).Lsh(base, 1), tip) }
 
 // feesOf reads a network's head and next base fee (eth_feeHistory over the last block:
 // the node applies its own chain's base fee rules) and returns the offers. It is the one

@@ -233,7 +233,7 @@ func (s *Service) replace(ctx context.Context, p auth.Principal, walletID, id, w
 }
 
 // fastTip is the priority fee of the Fast priority.
-var fastTip = new(big.Int).Mul(big.NewInt(tips["Fast"]), big.NewInt(1e8))
+var fastTip = tipOf(Fast)
 
 // bump is x raised by a tenth (rounded up), and by at least 1: geth's pool takes a
 // replacement only if both its tip and its fee cap are above the old ones by 10 % or more.
@@ -264,7 +264,7 @@ func replacementTx(orig, basis *types.Transaction, baseFee, chainID *big.Int, se
 	if cancel {
 		to, value, data, gas, access = &self, new(big.Int), nil, 21000, nil
 	}
-	fastCap := new(big.Int).Add(new(big.Int).Mul(baseFee, big.NewInt(2)), fastTip)
+	fastCap := capOver(baseFee, fastTip)
 	switch orig.Type() {
 	case types.LegacyTxType, types.AccessListTxType:
 		price := maxBig(bump(basis.GasFeeCap()), fastCap) // a legacy price is both its tip and its cap
@@ -275,7 +275,7 @@ func replacementTx(orig, basis *types.Transaction, baseFee, chainID *big.Int, se
 		return types.NewTx(&types.LegacyTx{Nonce: orig.Nonce(), GasPrice: price, Gas: gas, To: to, Value: value, Data: data}), nil
 	case types.DynamicFeeTxType:
 		tip := maxBig(bump(basis.GasTipCap()), fastTip)
-		feeCap := maxBig(bump(basis.GasFeeCap()), new(big.Int).Add(new(big.Int).Mul(baseFee, big.NewInt(2)), tip))
+		feeCap := maxBig(bump(basis.GasFeeCap()), capOver(baseFee, tip))
 		return types.NewTx(&types.DynamicFeeTx{ChainID: chainID, Nonce: orig.Nonce(), GasTipCap: tip, GasFeeCap: feeCap, Gas: gas,
 			To: to, Value: value, Data: data, AccessList: access}), nil
 	default:

@@ -139,7 +139,7 @@ type txPlan struct {
 	gasPrice *big.Int
 }
 
-// maxUint256 is 2^256-1.
+// maxUint256 is 2^256-1: no amount or quantity on an EVM chain is larger.
 var maxUint256 = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))
 
 // parseQuantity reads a non-negative integer as a decimal or 0x-hex string (the SDK types
@@ -380,10 +380,10 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 			return Transaction{}, errs.E(errs.Invalid, "the transaction's priority fee exceeds its max fee", nil)
 		}
 	} else {
-		defaultTip := new(big.Int).Mul(big.NewInt(tips[Standard]), big.NewInt(1e8)) // the Standard tip of transfers (networks.go)
+		defaultTip := tipOf(Standard)
 		if plan.legacy {
 			if plan.gasPrice == nil {
-				plan.gasPrice = new(big.Int).Add(new(big.Int).Mul(base, big.NewInt(2)), defaultTip)
+				plan.gasPrice = capOver(base, defaultTip)
 			}
 		} else {
 			if plan.tipCap == nil {
@@ -393,7 +393,7 @@ func (s *Service) Broadcast(ctx context.Context, p auth.Principal, walletID stri
 				}
 			}
 			if plan.feeCap == nil {
-				plan.feeCap = new(big.Int).Add(new(big.Int).Mul(base, big.NewInt(2)), plan.tipCap)
+				plan.feeCap = capOver(base, plan.tipCap)
 			}
 		}
 		if plan.gas == 0 {
@@ -826,7 +826,7 @@ func (s *Service) failAndFill(ctx context.Context, b *registry.Backend, o *outgo
 	from := common.HexToAddress(w.Address)
 	chainID := new(big.Int).SetUint64(b.Network.ChainID)
 	fill := types.NewTx(&types.DynamicFeeTx{ChainID: chainID, Nonce: o.Nonce, GasTipCap: fillTip,
-		GasFeeCap: new(big.Int).Add(new(big.Int).Mul(base, big.NewInt(2)), fillTip), Gas: 21000, To: &from, Value: new(big.Int)})
+		GasFeeCap: capOver(base, fillTip), Gas: 21000, To: &from, Value: new(big.Int)})
 	raw, hash, err := s.signEVM(ctx, w.Key, chainID, fill)
 	if err != nil {
 		return err
