@@ -290,18 +290,14 @@ func (s *cachedStmt) Query(args []driver.Value) (driver.Rows, error) {
 	return s.e.st.Query(args) //nolint:staticcheck // database/sql's fallback
 }
 
+// ExecContext and QueryContext hand the call to modernc's statement, which implements both
+// (database/sql would not fall back on driver.ErrSkip here, so there is no other path).
 func (s *cachedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	if x, ok := s.e.st.(driver.StmtExecContext); ok {
-		return x.ExecContext(ctx, args)
-	}
-	return nil, driver.ErrSkip
+	return s.e.st.(driver.StmtExecContext).ExecContext(ctx, args)
 }
 
 func (s *cachedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	if x, ok := s.e.st.(driver.StmtQueryContext); ok {
-		return x.QueryContext(ctx, args)
-	}
-	return nil, driver.ErrSkip
+	return s.e.st.(driver.StmtQueryContext).QueryContext(ctx, args)
 }
 
 var (
