@@ -63,16 +63,7 @@ func TestWalletHistory(t *testing.T) {
 		c := n.Admin
 		const network = "BaseSepolia"
 		newWallet := func() walletResp { return createWallet(t, c, network) }
-		var info struct {
-			Token struct {
-				Contract string `json:"contract"`
-				Symbol   string `json:"symbol"`
-				Decimals int    `json:"decimals"`
-			} `json:"token"`
-		}
-		if err := c.Do(ctx, http.MethodGet, "/dev/faucet?network="+network, nil, &info); err != nil {
-			t.Fatal(err)
-		}
+		info := faucetInfo(t, c, network)
 		a, b := newWallet(), newWallet()
 		faucet := func(body map[string]any) string {
 			t.Helper()

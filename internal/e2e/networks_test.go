@@ -24,15 +24,7 @@ func TestNetworks(t *testing.T) {
 		ctx := context.Background()
 		c := n.Admin
 		const network = "EthereumSepolia"
-		var info struct {
-			Token struct {
-				Contract string `json:"contract"`
-				Decimals int    `json:"decimals"`
-			} `json:"token"`
-		}
-		if err := c.Do(ctx, http.MethodGet, "/dev/faucet?network="+network, nil, &info); err != nil {
-			t.Fatal(err)
-		}
+		info := faucetInfo(t, c, network)
 		from, to := createWallet(t, c, network), createWallet(t, c, network)
 		const minted = 4242
 		for _, body := range []map[string]any{

@@ -130,14 +130,7 @@ func TestTransactions(t *testing.T) {
 			}
 			return b
 		}
-		var info struct {
-			Token struct {
-				Contract string `json:"contract"`
-			} `json:"token"`
-		}
-		if err := c.Do(ctx, http.MethodGet, "/dev/faucet?network="+network, nil, &info); err != nil {
-			t.Fatal(err)
-		}
+		info := faucetInfo(t, c, network)
 		from, to := newWallet(), newWallet()
 		for _, body := range []map[string]any{
 			{"network": network, "address": from.Address, "amount": "1000000000000000000"},

@@ -72,6 +72,26 @@ func requestConfirmed[T any](t testing.TB, c *client.Client, path string, body a
 	}
 }
 
+// faucetInfoResp is GET /dev/faucet: the test token of a dev-chain network.
+type faucetInfoResp struct {
+	Network string `json:"network"`
+	Token   struct {
+		Contract string `json:"contract"`
+		Symbol   string `json:"symbol"`
+		Decimals int    `json:"decimals"`
+	} `json:"token"`
+}
+
+// faucetInfo reads the dev faucet's test token on network.
+func faucetInfo(t testing.TB, c *client.Client, network string) faucetInfoResp {
+	t.Helper()
+	var info faucetInfoResp
+	if err := c.Do(context.Background(), http.MethodGet, "/dev/faucet?network="+network, nil, &info); err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
 // createWallet creates a wallet of the admin's organization on network.
 func createWallet(t testing.TB, c *client.Client, network string) walletResp {
 	t.Helper()
@@ -99,16 +119,7 @@ func TestTransfers(t *testing.T) {
 			token, _ = new(big.Int).SetString(as.Assets[1].Balance, 10)
 			return native, token
 		}
-		var info struct {
-			Token struct {
-				Contract string `json:"contract"`
-				Symbol   string `json:"symbol"`
-				Decimals int    `json:"decimals"`
-			} `json:"token"`
-		}
-		if err := c.Do(ctx, http.MethodGet, "/dev/faucet?network="+network, nil, &info); err != nil {
-			t.Fatal(err)
-		}
+		info := faucetInfo(t, c, network)
 		from, to := newWallet(), newWallet()
 		for _, body := range []map[string]any{
 			{"network": network, "address": from.Address, "amount": "1000000000000000000"},
